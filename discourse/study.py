@@ -1,0 +1,75 @@
+"""A study: the documents a manifest names, read into turns with roles and metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .errors import DiscourseError
+from .manifest import assign_roles, known_speakers
+from .transcripts import Transcript, read_transcripts
+
+DOC_META_EXCLUDE = ("file", "path")
+
+
+@dataclass
+class Study:
+    """Documents read from a manifest, and what went wrong on the way."""
+
+    documents: list[Transcript] = field(default_factory=list)
+    turns: pd.DataFrame = field(default_factory=pd.DataFrame)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, reason)
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_study(
+    manifest: pd.DataFrame,
+    speakers: pd.DataFrame,
+    *,
+    strict: bool = False,
+    progress=None,
+) -> Study:
+    """Read every document of ``manifest``; attach trust, other metadata and roles to turns.
+
+    A document that cannot be read is skipped and reported (``strict`` makes it
+    fatal). ``progress`` wraps the row iterator (for a progress bar).
+    """
+    study = Study()
+    meta_cols = [c for c in manifest.columns if c not in DOC_META_EXCLUDE and c != "doc_id"]
+    rows = manifest.to_dict("records")
+    frames = []
+    for row in progress(rows) if progress else rows:
+        doc_id = row["doc_id"]
+        try:
+            docs = read_transcripts(row["path"], doc_id=doc_id, known_speakers=known_speakers(speakers, doc_id))
+        except DiscourseError as exc:
+            if strict:
+                raise
+            study.skipped.append((doc_id, exc.line()))
+            continue
+        for doc in docs:
+            if doc.turns.empty:
+                reason = f"{row['path']}: no turns of speech found"
+                if strict:
+                    raise DiscourseError("no turns of speech found", row["path"])
+                study.skipped.append((doc_id, reason))
+                continue
+            study.documents.append(doc)
+            study.warnings.extend(doc.warnings)
+            turns = doc.turns.copy()
+            for c in meta_cols:
+                turns[c] = row[c]
+            frames.append(turns)
+    if frames:
+        turns = pd.concat(frames, ignore_index=True)
+        turns, unknown = assign_roles(turns, speakers)
+        if unknown:
+            shown = ", ".join(unknown[:8]) + (" ..." if len(unknown) > 8 else "")
+            study.warnings.append(
+                f"{len(unknown)} speaker(s) not in the speaker table get role 'unknown': {shown}"
+            )
+        order = ["doc_id", "turn", "speaker", "role"] + meta_cols
+        extra = [c for c in turns.columns if c not in order + ["text", "start", "end"]]
+        study.turns = turns[order + extra + ["text", "start", "end"]]
+    return study

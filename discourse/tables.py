@@ -1,0 +1,102 @@
+"""Reading and writing tables, always atomically (temporary file, then rename)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from .errors import DiscourseError
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".xlsx")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place on success.
+
+    If the body raises (or the process dies), ``path`` is untouched and the
+    temporary file is removed, so no half-written output is ever left.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write ``text`` as UTF-8 exactly (no newline translation), atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+
+
+def _table_for_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Lists become `;`-joined strings so CSV/XLSX stay readable and stable."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].map(lambda v: isinstance(v, (list, tuple))).any():
+            out[col] = out[col].map(lambda v: ";".join(v) if isinstance(v, (list, tuple)) else v)
+    return out
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a table as CSV, Parquet or XLSX by the suffix of ``path``, atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DiscourseError(
+            f"unknown output type '{suffix}': use one of {', '.join(TABLE_SUFFIXES)}", path
+        )
+    with atomic_path(path) as tmp:
+        if suffix == ".csv":
+            _table_for_text(df).to_csv(tmp, index=False, lineterminator="\n")
+        elif suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            _table_for_text(df).to_excel(tmp, index=False, engine="openpyxl")
+
+
+def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a CSV, Parquet or XLSX table; check that ``required`` columns exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise DiscourseError("file not found", path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        elif suffix == ".parquet":
+            df = pd.read_parquet(path)
+        elif suffix == ".xlsx":
+            df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+        else:
+            raise DiscourseError(
+                f"unknown table type '{suffix}': use .csv, .parquet or .xlsx", path
+            )
+    except DiscourseError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DiscourseError("the table is empty", path) from None
+    except UnicodeDecodeError:
+        raise DiscourseError("not UTF-8 text: save the CSV as UTF-8 and try again", path) from None
+    except Exception as exc:  # parser errors from pandas/pyarrow/openpyxl
+        raise DiscourseError(f"cannot read the table ({type(exc).__name__}: {exc})", path) from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DiscourseError(
+            f"missing column(s) {', '.join(missing)}; found: {', '.join(map(str, df.columns)) or 'none'}",
+            path,
+        )
+    return df

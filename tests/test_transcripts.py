@@ -1,0 +1,194 @@
+import codecs
+
+import pandas as pd
+import pytest
+
+from discourse.errors import DiscourseError
+from discourse.transcripts import read_transcript, read_transcripts
+
+
+def check_offsets(t):
+    assert len(t.turns) > 0
+    for r in t.turns.itertuples():
+        assert t.text[r.start:r.end] == r.text
+        assert r.text == r.text.strip() and r.text
+
+
+def write(tmp_path, name, text, encoding="utf-8"):
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding))
+    return p
+
+
+TXT = """Interview 4, Trust B, 3 March
+[00:00:02] Interviewer: Could you tell me what involvement means here?
+[00:00:07] R: Erm, well -- it's a lot of things. We have a . . . a service user forum.
+It meets monthly.
+
+(00:55) R: And there's the survey.
+[Interviewer] Mm-hm.
+INT - What about the board?
+Dr Okafor: The board, yes (laughs). [inaudible] We do try.
+P3: Yeah.
+"""
+
+
+def test_txt_labels_timestamps_and_continuations(tmp_path):
+    t = read_transcript(write(tmp_path, "int4.txt", TXT))
+    check_offsets(t)
+    assert t.text == TXT  # canonical text of a .txt is the file itself
+    got = list(zip(t.turns.speaker, t.turns.text))
+    assert got == [
+        ("Interviewer", "Could you tell me what involvement means here?"),
+        ("R", "Erm, well -- it's a lot of things. We have a . . . a service user forum.\nIt meets monthly."),
+        ("R", "And there's the survey."),
+        ("Interviewer", "Mm-hm."),
+        ("INT", "What about the board?"),
+        ("Dr Okafor", "The board, yes (laughs). [inaudible] We do try."),
+        ("P3", "Yeah."),
+    ]
+    assert all("00:" not in x for x in t.turns.text)
+
+
+def test_txt_crlf_and_bom_and_utf16(tmp_path):
+    text = "Interviewer: Hello there.\r\nR: Café culture, naïve views — fine.\r\n"
+    for enc, prefix in (("utf-8", codecs.BOM_UTF8), ("utf-16-le", codecs.BOM_UTF16_LE), ("utf-16-be", codecs.BOM_UTF16_BE)):
+        p = tmp_path / f"x_{enc}.txt"
+        p.write_bytes(prefix + text.encode(enc))
+        t = read_transcript(p)
+        check_offsets(t)
+        assert t.turns.text.tolist() == ["Hello there.", "Café culture, naïve views — fine."]
+
+
+def test_txt_cp1252_is_read_with_a_warning(tmp_path):
+    p = tmp_path / "old.txt"
+    p.write_bytes("Interviewer: Hi.\nR: It’s a café.\n".encode("cp1252"))
+    t = read_transcript(p)
+    check_offsets(t)
+    assert t.turns.text.tolist()[1] == "It’s a café."
+    assert any("cp1252" in w for w in t.warnings)
+
+
+def test_unlabelled_text_is_one_unknown_speaker(tmp_path):
+    t = read_transcript(write(tmp_path, "notes.txt", "Just some notes.\nAnother line.\n"))
+    check_offsets(t)
+    assert t.turns.speaker.tolist() == ["unknown"]
+    assert any("no speaker labels" in w for w in t.warnings)
+
+
+def test_rare_label_needs_to_recur_or_be_known(tmp_path):
+    text = "Interviewer: Go on.\nR: Honestly: it was fine.\nNote: later.\n"
+    t = read_transcript(write(tmp_path, "a.txt", text))
+    assert t.turns.speaker.tolist() == ["Interviewer", "R"]
+    t2 = read_transcript(tmp_path / "a.txt", known_speakers={"Note"})
+    assert t2.turns.speaker.tolist() == ["Interviewer", "R", "Note"]
+
+
+def test_docx_paragraphs_and_tables(tmp_path):
+    import docx
+
+    d = docx.Document()
+    d.add_paragraph("Transcript of interview 7")
+    d.add_paragraph("Interviewer: What is it for?")
+    d.add_paragraph("R: It is for people to be heard. [00:03:10] Really heard.")
+    d.add_paragraph("A continuation paragraph.")
+    table = d.add_table(rows=2, cols=3)
+    for row, (ts, who, said) in zip(table.rows, [("00:04:00", "Interviewer", "And then?"), ("00:04:05", "R", "Then we met.")]):
+        row.cells[0].text, row.cells[1].text, row.cells[2].text = ts, who, said
+    p = tmp_path / "int7.docx"
+    d.save(p)
+    t = read_transcript(p)
+    check_offsets(t)
+    assert list(zip(t.turns.speaker, t.turns.text)) == [
+        ("Interviewer", "What is it for?"),
+        ("R", "It is for people to be heard."),
+        ("R", "Really heard.\nA continuation paragraph."),
+        ("Interviewer", "And then?"),
+        ("R", "Then we met."),
+    ]
+
+
+VTT = """WEBVTT
+
+NOTE exported from Teams
+
+1
+00:00:01.000 --> 00:00:04.000
+<v Sam Patel>So what do you</v>
+
+2
+00:00:04.000 --> 00:00:06.500
+<v Sam Patel>think it is for?</v>
+
+3
+00:00:07.000 --> 00:00:12.000
+<v.loud Dr Jo Reed>It&apos;s for &amp; with people.</v>
+
+00:00:12.500 --> 00:00:14.000
+Dr Jo Reed: More words here.
+"""
+
+SRT = """1
+00:00:01,000 --> 00:00:03,000
+Interviewer: Hello.
+
+2
+00:00:03,500 --> 00:00:05,000
+Speaker 2: Hi, <i>yes</i>.
+
+3
+00:00:05,000 --> 00:00:07,000
+And more from speaker two.
+"""
+
+
+def test_vtt_voices_merge_consecutive_cues(tmp_path):
+    t = read_transcript(write(tmp_path, "zoom.vtt", VTT))
+    check_offsets(t)
+    assert list(zip(t.turns.speaker, t.turns.text)) == [
+        ("Sam Patel", "So what do you think it is for?"),
+        ("Dr Jo Reed", "It's for & with people. More words here."),
+    ]
+    assert t.turns.t_start.tolist() == [1.0, 7.0] and t.turns.t_end.tolist() == [6.5, 14.0]
+
+
+def test_srt_name_prefixes_and_continuations(tmp_path):
+    t = read_transcript(write(tmp_path, "otter.srt", SRT))
+    check_offsets(t)
+    assert list(zip(t.turns.speaker, t.turns.text)) == [
+        ("Interviewer", "Hello."),
+        ("Speaker 2", "Hi, yes. And more from speaker two."),
+    ]
+
+
+def test_csv_single_and_multi_document(tmp_path):
+    p = write(tmp_path, "turns.csv", "speaker,text\nInterviewer,Why?\nR,\"Because, well, it matters.\"\nR,\n")
+    t = read_transcript(p)
+    check_offsets(t)
+    assert t.doc_id == "turns" and t.turns.text.tolist() == ["Why?", "Because, well, it matters."]
+    assert any("no text" in w for w in t.warnings)
+    p2 = write(tmp_path, "many.csv", "doc_id,speaker,text\nd2,R,Two.\nd1,R,One.\nd1,I,Q?\n")
+    docs = read_transcripts(p2)
+    assert [d.doc_id for d in docs] == ["d1", "d2"]
+    assert read_transcript(p2, doc_id="d2").turns.text.tolist() == ["Two."]
+
+
+@pytest.mark.parametrize(
+    "name,data,message",
+    [
+        ("empty.txt", b"", "empty"),
+        ("blank.txt", b"  \n\n", "empty"),
+        ("bin.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        ("bad.txt", b"Interviewer: caf\x81\x8d\n", "re-save it as UTF-8"),
+        ("fake.docx", b"Interviewer: not really a docx", "not a zip"),
+        ("nocues.vtt", b"WEBVTT\n\nhello\n", "no subtitle cues"),
+        ("cols.csv", b"who,said\nR,hi\n", "missing speaker, text"),
+        ("x.pdf", b"%PDF-1.4", "unsupported"),
+    ],
+)
+def test_bad_files_raise_clear_errors(tmp_path, name, data, message):
+    p = tmp_path / name
+    p.write_bytes(data)
+    with pytest.raises(DiscourseError) as err:
+        read_transcripts(p)
+    assert message in str(err.value) and name in str(err.value)
