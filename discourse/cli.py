@@ -111,22 +111,244 @@ def segment_cmd(paths, manifest, speakers, output, max_sentences, method, strict
     )
 
 
+DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
+DEFAULT_CODEBOOK = PROJECT_ROOT / "corpora" / "codebook.yaml"
+DEFAULT_TEST = PROJECT_ROOT / "corpora" / "test" / "test.csv"
+
+model_option = click.option(
+    "--model", "model_dir", default=str(DEFAULT_MODEL), show_default="models/default",
+    type=click.Path(file_okay=False), help="A trained model folder.",
+)
+
+
+def _load_model(model_dir):
+    from .model import DiscourseClassifier
+
+    return DiscourseClassifier.load(model_dir)
+
+
+@cli.command("train")
+@click.argument("coded", type=click.Path(dir_okay=False))
+@click.option("--codebook", default=str(DEFAULT_CODEBOOK), show_default="corpora/codebook.yaml", type=click.Path(dir_okay=False), help="Codebook YAML.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Model folder to write, e.g. models/mine.")
+@click.option("--features", type=click.Choice(["embedding+tfidf", "embedding", "tfidf"]), default=None, help="Feature set (default: the shipped winner).")
+@click.option("--C", "C", type=float, default=None, help="Inverse regularisation strength.")
+@click.option("--tfidf-weight", type=float, default=None, help="Weight of the TF-IDF block beside the embeddings.")
+@click.option("--encoder", default=None, help="Local sentence-transformers folder (default: all-MiniLM-L6-v2 package).")
+@click.option("--include-reviewed", "reviewed", type=click.Path(dir_okay=False), default=None, help="Reviewed-codes store from `discourse audit apply` to add to the training data.")
+@click.option("--group-by", default=None, help="Column to group cross-validation by (default: batch, source or doc_id).")
+def train_cmd(coded, codebook, output, features, C, tfidf_weight, encoder, reviewed, group_by):
+    """Train a model on hand-coded excerpts (CSV/Parquet with text and codes)."""
+    import pandas as pd
+
+    from .codebook import load_codebook
+    from .coded import cv_groups, read_coded
+    from .embed import Encoder
+    from .model import DiscourseClassifier, ModelConfig
+
+    book = load_codebook(codebook)
+    df = read_coded(coded, book.ids)
+    n_reviewed = 0
+    if reviewed:
+        from .audit import reviewed_as_coded
+
+        extra = reviewed_as_coded(reviewed, book.ids)
+        extra = extra[~extra["text"].isin(set(df["text"]))]
+        n_reviewed = len(extra)
+        df = pd.concat([df, extra], ignore_index=True)
+    params = {k: v for k, v in {"features": features, "C": C, "tfidf_weight": tfidf_weight}.items() if v is not None}
+    config = ModelConfig(**params)
+    enc = Encoder(encoder) if "embedding" in config.features else None
+    if group_by:
+        if group_by not in df.columns:
+            raise DiscourseError(f"no column '{group_by}' to group by", coded)
+        col, groups = group_by, df[group_by].astype(str).tolist()
+    else:
+        col, groups = cv_groups(df)
+    model = DiscourseClassifier(book.ids, encoder=enc, config=config)
+    model.fit(df["text"].tolist(), df["codes"].tolist(), groups=groups, progress=len(df) > 2000)
+    model.save(output, codebook=book, extra={"training_data": {"file": Path(coded).name, "rows": len(df), "reviewed_rows": n_reviewed, "cv_grouped_by": col}})
+    cv = model.cv_
+    click.echo(f"trained on {len(df)} excerpts ({n_reviewed} reviewed); cross-validated macro-F1 {cv['macro_f1']:.3f}, ECE {cv['ece']:.3f} -> {output}")
+
+
+@cli.command("evaluate")
+@model_option
+@click.option("--test", "test_path", default=str(DEFAULT_TEST), show_default="corpora/test/test.csv", type=click.Path(dir_okay=False), help="Hand-coded test excerpts, never used in training.")
+@click.option("-o", "--output", default="evaluation", show_default=True, type=click.Path(file_okay=False), help="Folder for evaluation.md, evaluation.csv, reliability.png.")
+def evaluate_cmd(model_dir, test_path, output):
+    """Measure a model against hand-coded test excerpts: P/R/F1, kappa, alpha, calibration."""
+    from .coded import read_coded
+    from .evaluate import agreement_table, expected_calibration_error, plot_reliability, to_matrix
+    from .reporting import evaluation_markdown
+    from .tables import write_table, write_text
+
+    model = _load_model(model_dir)
+    df = read_coded(test_path, model.codes)
+    P = model.predict_proba(df["text"].tolist())
+    Y = to_matrix(df["codes"].tolist(), model.codes)
+    table = agreement_table(Y, P >= model.thresholds_, model.codes)
+    ece = expected_calibration_error(Y, P)
+    out = Path(output)
+    write_table(table.round(4), out / "evaluation.csv")
+    plot_reliability(Y, P, out / "reliability.png", title=f"{Path(model_dir).name} on {Path(test_path).name}")
+    md = evaluation_markdown(table, ece, len(df), Path(model_dir).name, Path(test_path).name)
+    write_text(md, out / "evaluation.md")
+    click.echo(md)
+
+
+@cli.command("predict")
+@click.argument("table", type=click.Path(dir_okay=False))
+@model_option
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="OUT.csv or OUT.parquet")
+def predict_cmd(table, model_dir, output):
+    """Add p_<code> probabilities and assigned codes to any table with a text column."""
+    from .predict import predict_table
+    from .tables import read_table, write_table
+
+    df = read_table(table, required=("text",))
+    model = _load_model(model_dir)
+    out, n_empty = predict_table(df, model)
+    if n_empty:
+        _warn(f"{table}: {n_empty} row(s) with empty text get no probabilities and no codes")
+    write_table(out, output)
+    click.echo(f"{len(out)} rows -> {output}")
+
+
+def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool) -> dict:
+    """Classify a study into OUTDIR (texts/, turns.parquet, excerpts.parquet, predictions.*, run.json)."""
+    import json
+
+    from .pipeline import SegmentSettings, classify_study, model_fingerprint
+    from .segment import CORE, load_pipeline
+    from .tables import write_table, write_text
+
+    model = _load_model(model_dir)
+    study = _load_study(paths, manifest, speakers, strict)
+    settings = SegmentSettings()
+    pred, stats = classify_study(
+        study, model, model_fingerprint(model_dir), lambda: load_pipeline(settings.method), outdir / ".cache",
+        settings, progress=_progress("classifying", len(study.documents) > 1), strict=strict,
+    )
+    _write_texts(study, outdir / "texts")
+    write_table(study.turns, outdir / "turns.parquet")
+    excerpt_cols = [c for c in pred.columns if not c.startswith("p_") and c not in ("codes", "confidence")]
+    write_table(pred[excerpt_cols], outdir / "excerpts.parquet")
+    write_table(pred, outdir / "predictions.parquet")
+    write_table(pred, outdir / "predictions.csv")
+    run = {
+        "model": {"folder": Path(model_dir).name, "manifest_sha256": model_fingerprint(model_dir),
+                  "codes": model.codes, "thresholds": dict(zip(model.codes, model.thresholds_))},
+        "segmentation": settings.__dict__,
+        "documents": [{"doc_id": d.doc_id, "file": Path(d.path).name, "format": d.format, "sha256": d.sha256}
+                      for d in sorted(study.documents, key=lambda d: d.doc_id)],
+        "skipped": [{"doc_id": d, "reason": r} for d, r in sorted(study.skipped)],
+        "counts": {"documents": len(study.documents), "excerpts": int(len(pred)),
+                   "speakers": int((pred["doc_id"] + "/" + pred["speaker"]).nunique())},
+    }
+    write_text(json.dumps(run, indent=2) + "\n", outdir / "run.json")
+    if study.skipped:
+        click.echo(f"skipped {len(study.skipped)} document(s):", err=True)
+        for d, r in sorted(study.skipped):
+            click.echo(f"  {d}: {r}", err=True)
+    click.echo(
+        f"{len(study.documents) - len(study.skipped)} documents ({stats['reused']} reused), "
+        f"{len(pred)} excerpts -> {outdir / 'predictions.parquet'}"
+    )
+    return run
+
+
+@cli.command("classify")
+@click.argument("paths", nargs=-1, type=click.Path())
+@manifest_option
+@speakers_option
+@model_option
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@strict_option
+def classify_cmd(paths, manifest, speakers, model_dir, output, strict):
+    """Read, segment and code every transcript; resumes finished documents."""
+    classify_to(Path(output), paths, manifest, speakers, model_dir, strict)
+
+
+def _read_predictions(path):
+    from .tables import read_table
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "predictions.parquet"
+    df = read_table(p, required=("excerpt_id", "doc_id", "speaker", "codes"))
+    codes = [c[2:] for c in df.columns if c.startswith("p_")]
+    if not codes:
+        raise DiscourseError("no p_<code> probability columns: is this a predictions table?", p)
+    for c in codes:
+        df[f"p_{c}"] = df[f"p_{c}"].astype(float)
+    df["codes"] = df["codes"].fillna("").astype(str)
+    return df, codes
+
+
+def profile_to(pred, codes, by, output: Path):
+    from .profiles import parse_groupings, profiles
+    from .tables import atomic_path, write_table
+
+    tables = profiles(pred, codes, parse_groupings(by))
+    if output.suffix.lower() == ".xlsx":
+        import pandas as pd
+
+        with atomic_path(output) as tmp:
+            with pd.ExcelWriter(tmp, engine="openpyxl") as xl:
+                for name, t in tables.items():
+                    t.to_excel(xl, sheet_name=name.replace(",", " x ")[:31], index=False)
+    else:
+        import pandas as pd
+
+        write_table(pd.concat(tables.values(), ignore_index=True), output)
+    return tables
+
+
+@cli.command("profile")
+@click.argument("predictions", type=click.Path())
+@click.option("--by", "by", multiple=True, default=("role", "trust"), show_default=True,
+              help="Column(s) to group by; repeat for several groupings; 'trust,role' crosses two.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="profiles.csv or profiles.xlsx (one sheet per grouping).")
+def profile_cmd(predictions, by, output):
+    """Discourse prevalence per group, with speaker-bootstrap intervals and a test across groups."""
+    pred, codes = _read_predictions(predictions)
+    tables = profile_to(pred, codes, by, Path(output))
+    click.echo(f"{sum(len(t) for t in tables.values())} rows ({', '.join(tables)}) -> {output}")
+
+
+@cli.command("report")
+@click.argument("outdir", type=click.Path(file_okay=False))
+@model_option
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="HTML file (default: OUTDIR/report.html).")
+@click.option("--redact", is_flag=True, help="Replace names, places and organisations in quoted excerpts.")
+def report_cmd(outdir, model_dir, output, redact):
+    """Write one self-contained HTML report (works offline) from a classify folder."""
+    from .report import build_report
+
+    path = Path(output) if output else Path(outdir) / "report.html"
+    build_report(Path(outdir), Path(model_dir), path, redact=redact)
+    click.echo(f"report -> {path}")
+
+
 @cli.command("run")
 @click.option("-o", "--output", default="out", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
-def run_cmd(output):
-    """Run the main job on the bundled demo corpus."""
-    from .tables import write_table
+@model_option
+def run_cmd(output, model_dir):
+    """The main job on the bundled demo corpus: classify, profile, report."""
+    from .report import build_report
 
     if not DEMO_MANIFEST.exists():
         raise DiscourseError("the demo corpus is missing (corpora/demo/manifest.csv)", DEMO_MANIFEST)
-    study = _load_study((), str(DEMO_MANIFEST), None, False)
-    excerpts = _segment_study(study, "parser", 3)
     out = Path(output)
-    _write_texts(study, out / "texts")
-    write_table(study.turns, out / "turns.parquet")
-    write_table(excerpts, out / "excerpts.parquet")
-    write_table(excerpts, out / "excerpts.csv")
-    click.echo(f"{len(study.documents)} documents, {len(excerpts)} excerpts -> {out / 'excerpts.csv'}")
+    classify_to(out, (), str(DEMO_MANIFEST), None, model_dir, False)
+    pred, codes = _read_predictions(out / "predictions.parquet")
+    by = ("role", "trust", "trust,role")
+    profile_to(pred, codes, by, out / "profiles.csv")
+    profile_to(pred, codes, by, out / "profiles.xlsx")
+    build_report(out, Path(model_dir), out / "report.html")
+    click.echo(f"profiles -> {out / 'profiles.csv'}, {out / 'profiles.xlsx'}")
+    click.echo(f"report   -> {(out / 'report.html').resolve()}")
 
 
 def main(argv: list[str] | None = None) -> int:

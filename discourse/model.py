@@ -1,0 +1,379 @@
+"""The classifier: multi-label, any codebook, calibrated probabilities, a threshold per code.
+
+scikit-learn style: ``fit(texts, code_sets)``, ``predict_proba(texts)``,
+``predict(texts)``, ``save(folder)``, ``DiscourseClassifier.load(folder)``.
+
+Features are sentence embeddings, TF-IDF n-grams, or both side by side; one
+logistic regression per code scores them. Scores become probabilities by
+Platt scaling fitted on out-of-fold scores from grouped cross-validation
+(grouped by source document or batch, never by excerpt), and each code's
+decision threshold is the one that maximised F1 on those same out-of-fold
+probabilities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import DiscourseError
+from .evaluate import agreement_table, expected_calibration_error, to_matrix
+
+FEATURES = ("embedding", "tfidf", "embedding+tfidf")
+ESTIMATOR_FILE = "estimator.skops"
+MANIFEST_FILE = "manifest.json"
+SAFE_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters (chosen by measurement: docs/model-selection.md)."""
+
+    features: str = "embedding+tfidf"
+    C: float = 4.0
+    tfidf_weight: float = 1.0
+    ngram_max: int = 2
+    min_df: int = 2
+    cv_folds: int = 5
+    seed: int = 0
+    uncoded_weight: float = 1.0  # weight of uncoded excerpts in training (realistic priors)
+
+    def __post_init__(self):
+        if self.features not in FEATURES:
+            raise DiscourseError(f"unknown features '{self.features}': use {', '.join(FEATURES)}")
+
+
+def _hash_texts(texts: Sequence[str], code_sets: Sequence[Sequence[str]]) -> str:
+    h = hashlib.sha256()
+    for t, cs in zip(texts, code_sets):
+        h.update(t.encode("utf-8") + b"\x00" + ";".join(sorted(cs)).encode() + b"\x01")
+    return h.hexdigest()
+
+
+def _fold_ids(n: int, groups: Sequence | None, k: int, y_any: np.ndarray, seed: int) -> np.ndarray:
+    """Fold number per excerpt: grouped when groups are given, else stratified by 'any code'."""
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    fold = np.zeros(n, dtype=int)
+    if groups is not None and len(set(groups)) >= k:
+        splitter = GroupKFold(n_splits=k).split(np.zeros(n), y_any, groups=np.asarray(groups))
+    else:
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n), y_any)
+    for i, (_, test) in enumerate(splitter):
+        fold[test] = i
+    return fold
+
+
+def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Fit p = 1 / (1 + exp(-(a*s + b))) by logistic regression on one score."""
+    from sklearn.linear_model import LogisticRegression
+
+    if y.min() == y.max():
+        return 0.0, float(np.log((y.mean() + 1e-3) / (1 - y.mean() + 1e-3)))
+    lr = LogisticRegression(C=1e4, max_iter=1000)
+    lr.fit(scores.reshape(-1, 1), y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The probability threshold that maximises F1 (ties: the one nearest 0.5)."""
+    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    best, best_f1 = 0.5, -1.0
+    for t in sorted(grid, key=lambda t: abs(t - 0.5)):
+        pred = p >= t
+        tp = np.sum(pred & (y == 1))
+        f1 = 2 * tp / (pred.sum() + y.sum()) if pred.sum() + y.sum() else 0.0
+        if f1 > best_f1 + 1e-12:
+            best, best_f1 = float(t), f1
+    return best
+
+
+class DiscourseClassifier:
+    """Multi-label discourse classifier with calibrated probabilities.
+
+    >>> clf = DiscourseClassifier(codes, encoder=Encoder())
+    >>> clf.fit(texts, code_sets, groups=batches)
+    >>> clf.predict_proba(["We answer to our customers."])
+    """
+
+    def __init__(self, codes: Sequence[str], encoder=None, config: ModelConfig | None = None, **params):
+        self.codes = list(codes)
+        self.encoder = encoder
+        self.config = config or ModelConfig(**params)
+        if "embedding" in self.config.features and encoder is None:
+            raise DiscourseError("an encoder is needed for embedding features")
+        self.vectorizer_ = None
+        self.estimators_: list = []
+        self.platt_: list[tuple[float, float]] = []
+        self.thresholds_: list[float] = []
+        self.cv_: dict = {}
+        self.info_: dict = {}
+
+    # --- features ---------------------------------------------------------------
+
+    def _new_vectorizer(self):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return TfidfVectorizer(ngram_range=(1, self.config.ngram_max), min_df=self.config.min_df,
+                               sublinear_tf=True, strip_accents="unicode", lowercase=True, dtype=np.float32)
+
+    def _matrix(self, texts, emb, vectorizer, fit: bool):
+        parts = []
+        if "embedding" in self.config.features:
+            parts.append(sp.csr_matrix(emb))
+        if "tfidf" in self.config.features:
+            X = vectorizer.fit_transform(texts) if fit else vectorizer.transform(texts)
+            parts.append(X * self.config.tfidf_weight)
+        return sp.hstack(parts, format="csr")
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray | None:
+        if "embedding" not in self.config.features:
+            return None
+        return self.encoder.encode(list(texts), progress=progress)
+
+    def _fit_scores(self, texts, emb, Y, weights, test_texts, test_emb):
+        """Fit on one set, return decision scores on another (one column per code)."""
+        from sklearn.linear_model import LogisticRegression
+
+        vec = self._new_vectorizer() if "tfidf" in self.config.features else None
+        X = self._matrix(texts, emb, vec, fit=True)
+        Xt = self._matrix(test_texts, test_emb, vec, fit=False)
+        ests, scores = [], np.zeros((len(test_texts), Y.shape[1]))
+        for j in range(Y.shape[1]):
+            lr = LogisticRegression(C=self.config.C, solver="liblinear", max_iter=2000, random_state=self.config.seed)
+            lr.fit(X, Y[:, j], sample_weight=weights)
+            ests.append(lr)
+            scores[:, j] = lr.decision_function(Xt)
+        return vec, ests, scores
+
+    # --- estimator API ----------------------------------------------------------
+
+    def fit(self, texts: Sequence[str], code_sets: Sequence[Sequence[str]], groups: Sequence | None = None,
+            embeddings: np.ndarray | None = None, progress: bool = False) -> "DiscourseClassifier":
+        texts = [str(t) for t in texts]
+        unknown = sorted({c for cs in code_sets for c in cs} - set(self.codes))
+        if unknown:
+            raise DiscourseError(f"training data has codes not in the codebook: {', '.join(unknown)}")
+        Y = to_matrix(code_sets, self.codes)
+        counts = Y.sum(axis=0)
+        few = [f"{c} ({n})" for c, n in zip(self.codes, counts) if n < 5]
+        if few:
+            raise DiscourseError(
+                f"each code needs at least 5 coded examples to learn from; too few: {', '.join(few)}"
+            )
+        emb = embeddings if embeddings is not None else self.embed(texts, progress=progress)
+        weights = np.where(Y.any(axis=1), 1.0, self.config.uncoded_weight)
+        k = self.config.cv_folds
+        folds = _fold_ids(len(texts), groups, k, Y.any(axis=1), self.config.seed)
+        oof = np.zeros(Y.shape)
+        for f in range(k):
+            tr, te = folds != f, folds == f
+            _, _, s = self._fit_scores([texts[i] for i in np.where(tr)[0]], None if emb is None else emb[tr], Y[tr],
+                                       weights[tr], [texts[i] for i in np.where(te)[0]], None if emb is None else emb[te])
+            oof[te] = s
+        self.platt_ = [_platt(oof[:, j], Y[:, j]) for j in range(len(self.codes))]
+        P = self._calibrate(oof)
+        self.thresholds_ = [best_threshold(Y[:, j], P[:, j]) for j in range(len(self.codes))]
+        pred = P >= np.asarray(self.thresholds_)
+        table = agreement_table(Y, pred, self.codes)
+        self.cv_ = {
+            "folds": k,
+            "grouped_by": "groups" if groups is not None and len(set(groups)) >= k else "stratified excerpts",
+            "macro_f1": float(table.loc[table.code == "macro", "f1"].iloc[0]),
+            "ece": expected_calibration_error(Y, P),
+            "per_code": table.set_index("code")[["precision", "recall", "f1", "kappa"]].round(4).to_dict("index"),
+        }
+        self.vectorizer_, self.estimators_, _ = self._fit_scores(texts, emb, Y, weights, texts[:1],
+                                                                  None if emb is None else emb[:1])
+        self.info_ = {
+            "n_train": len(texts),
+            "train_prior": {c: float(m) for c, m in zip(self.codes, Y.mean(axis=0))},
+            "training_data_sha256": _hash_texts(texts, code_sets),
+        }
+        return self
+
+    def _calibrate(self, scores: np.ndarray) -> np.ndarray:
+        a = np.array([p[0] for p in self.platt_])
+        b = np.array([p[1] for p in self.platt_])
+        return _sigmoid(scores * a + b)
+
+    def decision_function(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+        if not self.estimators_:
+            raise DiscourseError("the model is not trained")
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, len(self.codes)))
+        emb = embeddings if embeddings is not None else self.embed(texts)
+        X = self._matrix(texts, emb, self.vectorizer_, fit=False)
+        return np.column_stack([e.decision_function(X) for e in self.estimators_])
+
+    def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probability per excerpt and code (rows: texts, columns: ``self.codes``)."""
+        return self._calibrate(self.decision_function(texts, embeddings))
+
+    def predict(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> list[list[str]]:
+        """Assigned code sets (probability at or above each code's threshold)."""
+        return self.codes_from_proba(self.predict_proba(texts, embeddings))
+
+    def codes_from_proba(self, P: np.ndarray) -> list[list[str]]:
+        hit = P >= np.asarray(self.thresholds_)
+        return [[c for c, h in zip(self.codes, row) if h] for row in hit]
+
+    # --- persistence --------------------------------------------------------------
+
+    def save(self, folder: str | os.PathLike, codebook=None, extra: dict | None = None) -> Path:
+        """Write ``estimator.skops`` and ``manifest.json`` (with a sha256 per file) to ``folder``."""
+        import skops.io as sio
+
+        from .tables import atomic_path
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / ESTIMATOR_FILE) as tmp:
+            sio.dump({"vectorizer": self.vectorizer_, "estimators": self.estimators_}, tmp)
+        manifest = {
+            "format": "discourse-model/1",
+            "codes": self.codes,
+            "codebook": codebook.to_dict() if codebook is not None else None,
+            "codebook_sha256": codebook.sha256 if codebook is not None else None,
+            "encoder": None if self.encoder is None or "embedding" not in self.config.features else
+            {"name": self.encoder.name, "id": self.encoder.id, "dim": self.encoder.dim},
+            "config": asdict(self.config),
+            "platt": [list(p) for p in self.platt_],
+            "thresholds": dict(zip(self.codes, self.thresholds_)),
+            "cross_validation": self.cv_,
+            **self.info_,
+            "versions": _versions(),
+            "created": datetime.fromtimestamp(int(os.environ.get("SOURCE_DATE_EPOCH", datetime.now(timezone.utc).timestamp())), timezone.utc).isoformat(),
+            **(extra or {}),
+            "files": {ESTIMATOR_FILE: _sha256(folder / ESTIMATOR_FILE)},
+        }
+        with atomic_path(folder / MANIFEST_FILE) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, codebook=None, encoder=None) -> "DiscourseClassifier":
+        """Load a saved model, verifying file hashes, codebook and encoder; refuses mismatches."""
+        import skops.io as sio
+
+        folder = Path(folder)
+        manifest = read_model_manifest(folder)
+        for name, digest in manifest.get("files", {}).items():
+            path = folder / name
+            if not path.is_file():
+                raise DiscourseError(f"model file {name} is missing", folder)
+            if _sha256(path) != digest:
+                raise DiscourseError(
+                    f"{name} does not match the sha256 in manifest.json: the model was changed or damaged; retrain or restore it",
+                    folder,
+                )
+        est_path = folder / ESTIMATOR_FILE
+        if ESTIMATOR_FILE not in manifest.get("files", {}):
+            raise DiscourseError(f"manifest.json records no sha256 for {ESTIMATOR_FILE}", folder)
+        untrusted = sio.get_untrusted_types(file=est_path)
+        bad = [t for t in untrusted if not t.startswith(SAFE_TYPE_PREFIXES)]
+        if bad:
+            raise DiscourseError(f"the estimator contains types that are not allowed: {', '.join(bad[:5])}", est_path)
+        state = sio.load(est_path, trusted=untrusted)
+        if codebook is not None and manifest.get("codebook_sha256") and codebook.sha256 != manifest["codebook_sha256"]:
+            raise DiscourseError(
+                f"the model was trained with codebook '{(manifest.get('codebook') or {}).get('name')}' "
+                f"({manifest['codebook_sha256'][:12]}), not with '{codebook.name}' ({codebook.sha256[:12]}): "
+                "use the model's own codebook or retrain",
+                folder,
+            )
+        config = ModelConfig(**manifest["config"])
+        enc_info = manifest.get("encoder")
+        if enc_info:
+            if encoder is None:
+                from .embed import Encoder
+
+                encoder = Encoder(enc_info["name"])
+            if encoder.id != enc_info["id"]:
+                raise DiscourseError(
+                    f"the model was trained with encoder {enc_info['id']}, but {encoder.id} is in use: "
+                    "use the same encoder or retrain",
+                    folder,
+                )
+        model = cls(manifest["codes"], encoder=encoder, config=config)
+        model.vectorizer_ = state["vectorizer"]
+        model.estimators_ = state["estimators"]
+        model.platt_ = [tuple(p) for p in manifest["platt"]]
+        model.thresholds_ = [float(manifest["thresholds"][c]) for c in model.codes]
+        model.cv_ = manifest.get("cross_validation", {})
+        model.info_ = {k: manifest[k] for k in ("n_train", "train_prior", "training_data_sha256") if k in manifest}
+        model.manifest_ = manifest
+        return model
+
+
+def read_model_manifest(folder: str | os.PathLike) -> dict:
+    folder = Path(folder)
+    path = folder / MANIFEST_FILE
+    if not folder.is_dir():
+        raise DiscourseError("model folder not found", folder)
+    if not path.is_file():
+        raise DiscourseError("not a model folder (no manifest.json)", folder)
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DiscourseError(f"manifest.json is not valid JSON ({exc})", folder) from None
+    for key in ("codes", "config", "platt", "thresholds", "files"):
+        if key not in manifest:
+            raise DiscourseError(f"manifest.json has no '{key}'", folder)
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("discourse", "scikit-learn", "sentence-transformers", "torch", "spacy", "numpy", "skops"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def adapt_priors(P: np.ndarray, train_prior: np.ndarray, max_iter: int = 100, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """EM prior correction (Saerens et al. 2002), per code, to a new corpus's prevalence.
+
+    Returns the adjusted probabilities and the estimated prevalence of each code.
+    """
+    P = np.clip(np.asarray(P, float), 1e-6, 1 - 1e-6)
+    pi0 = np.clip(np.asarray(train_prior, float), 1e-6, 1 - 1e-6)
+    pi = P.mean(axis=0)
+    for _ in range(max_iter):
+        num = P * (pi / pi0)
+        den = num + (1 - P) * ((1 - pi) / (1 - pi0))
+        Q = num / den
+        new = Q.mean(axis=0)
+        if np.max(np.abs(new - pi)) < tol:
+            pi = new
+            break
+        pi = new
+    num = P * (pi / pi0)
+    Q = num / (num + (1 - P) * ((1 - pi) / (1 - pi0)))
+    return Q, pi

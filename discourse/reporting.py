@@ -1,0 +1,34 @@
+"""Markdown renderings of measurement tables, for people and for docs/."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A plain GitHub-style Markdown table (no extra dependency)."""
+    cols = list(df.columns)
+
+    def cell(v):
+        if isinstance(v, float):
+            return "" if pd.isna(v) else format(v, floatfmt)
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluation_markdown(table: pd.DataFrame, ece: float, n: int, model_name: str, test_name: str) -> str:
+    """The evaluation report written by `discourse evaluate`."""
+    macro = table.set_index("code").loc["macro"]
+    micro = table.set_index("code").loc["micro"]
+    return (
+        f"# Evaluation of `{model_name}` on `{test_name}`\n\n"
+        f"{n} hand-coded excerpts. Macro-F1 **{macro.f1:.3f}**, micro-F1 {micro.f1:.3f}, "
+        f"mean Cohen's kappa {macro.kappa:.3f}, mean Krippendorff's alpha {macro.alpha:.3f}, "
+        f"expected calibration error **{ece:.3f}** (10 equal-width bins, all code probabilities pooled).\n\n"
+        + markdown_table(table)
+        + "\nThe reliability diagram is in `reliability.png`.\n"
+    )
