@@ -179,7 +179,9 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, encoder, revie
 def evaluate_cmd(model_dir, test_path, output):
     """Measure a model against hand-coded test excerpts: P/R/F1, kappa, alpha, calibration."""
     from .coded import read_coded
-    from .evaluate import agreement_table, expected_calibration_error, plot_reliability, to_matrix
+    import json
+
+    from .evaluate import agreement_table, expected_calibration_error, plot_reliability, reliability_curve, to_matrix
     from .reporting import evaluation_markdown
     from .tables import write_table, write_text
 
@@ -192,6 +194,13 @@ def evaluate_cmd(model_dir, test_path, output):
     out = Path(output)
     write_table(table.round(4), out / "evaluation.csv")
     plot_reliability(Y, P, out / "reliability.png", title=f"{Path(model_dir).name} on {Path(test_path).name}")
+    write_table(reliability_curve(Y, P).round(4), out / "reliability.csv")
+    macro = table.set_index("code").loc["macro"]
+    summary = {"file": Path(test_path).name, "n": len(df), "macro_f1": round(float(macro.f1), 4),
+               "micro_f1": round(float(table.set_index("code").loc["micro"].f1), 4),
+               "mean_kappa": round(float(macro.kappa), 4), "min_kappa": round(float(table.kappa[:len(model.codes)].min()), 4),
+               "ece": round(float(ece), 4)}
+    write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
     md = evaluation_markdown(table, ece, len(df), Path(model_dir).name, Path(test_path).name)
     write_text(md, out / "evaluation.md")
     click.echo(md)
@@ -215,7 +224,7 @@ def predict_cmd(table, model_dir, output):
     click.echo(f"{len(out)} rows -> {output}")
 
 
-def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool) -> dict:
+def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool, adapt: bool = False) -> dict:
     """Classify a study into OUTDIR (texts/, turns.parquet, excerpts.parquet, predictions.*, run.json)."""
     import json
 
@@ -228,7 +237,7 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
     settings = SegmentSettings()
     pred, stats = classify_study(
         study, model, model_fingerprint(model_dir), lambda: load_pipeline(settings.method), outdir / ".cache",
-        settings, progress=_progress("classifying", len(study.documents) > 1), strict=strict,
+        settings, progress=_progress("classifying", len(study.documents) > 1), strict=strict, adapt=adapt,
     )
     _write_texts(study, outdir / "texts")
     write_table(study.turns, outdir / "turns.parquet")
@@ -240,6 +249,7 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
         "model": {"folder": Path(model_dir).name, "manifest_sha256": model_fingerprint(model_dir),
                   "codes": model.codes, "thresholds": dict(zip(model.codes, model.thresholds_))},
         "segmentation": settings.__dict__,
+        "adapt_priors": stats.get("adapted_prevalence"),
         "documents": [{"doc_id": d.doc_id, "file": Path(d.path).name, "format": d.format, "sha256": d.sha256}
                       for d in sorted(study.documents, key=lambda d: d.doc_id)],
         "skipped": [{"doc_id": d, "reason": r} for d, r in sorted(study.skipped)],
@@ -265,9 +275,10 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
 @model_option
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @strict_option
-def classify_cmd(paths, manifest, speakers, model_dir, output, strict):
+@click.option("--adapt-priors", is_flag=True, help="Adjust probabilities to this corpus's own prevalence of each code (EM prior correction).")
+def classify_cmd(paths, manifest, speakers, model_dir, output, strict, adapt_priors):
     """Read, segment and code every transcript; resumes finished documents."""
-    classify_to(Path(output), paths, manifest, speakers, model_dir, strict)
+    classify_to(Path(output), paths, manifest, speakers, model_dir, strict, adapt_priors)
 
 
 def _read_predictions(path):

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import DiscourseError
-from .evaluate import agreement_table, expected_calibration_error, to_matrix
+from .evaluate import agreement_table, expected_calibration_error, reliability_curve, to_matrix
 
 FEATURES = ("embedding", "tfidf", "embedding+tfidf")
 ESTIMATOR_FILE = "estimator.skops"
@@ -40,7 +40,7 @@ class ModelConfig:
 
     features: str = "embedding+tfidf"
     C: float = 4.0
-    tfidf_weight: float = 1.0
+    tfidf_weight: float = 2.0
     ngram_max: int = 2
     min_df: int = 2
     cv_folds: int = 5
@@ -64,7 +64,7 @@ def _fold_ids(n: int, groups: Sequence | None, k: int, y_any: np.ndarray, seed: 
     from sklearn.model_selection import GroupKFold, StratifiedKFold
 
     fold = np.zeros(n, dtype=int)
-    if groups is not None and len(set(groups)) >= k:
+    if groups is not None:
         splitter = GroupKFold(n_splits=k).split(np.zeros(n), y_any, groups=np.asarray(groups))
     else:
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n), y_any)
@@ -177,7 +177,10 @@ class DiscourseClassifier:
         emb = embeddings if embeddings is not None else self.embed(texts, progress=progress)
         weights = np.where(Y.any(axis=1), 1.0, self.config.uncoded_weight)
         k = self.config.cv_folds
-        folds = _fold_ids(len(texts), groups, k, Y.any(axis=1), self.config.seed)
+        grouped = groups is not None and len(set(groups)) >= 2
+        if grouped:
+            k = min(k, len(set(groups)))  # fewer groups than folds: leave one group out
+        folds = _fold_ids(len(texts), groups if grouped else None, k, Y.any(axis=1), self.config.seed)
         oof = np.zeros(Y.shape)
         for f in range(k):
             tr, te = folds != f, folds == f
@@ -191,10 +194,14 @@ class DiscourseClassifier:
         table = agreement_table(Y, pred, self.codes)
         self.cv_ = {
             "folds": k,
-            "grouped_by": "groups" if groups is not None and len(set(groups)) >= k else "stratified excerpts",
+            "grouped_by": "groups" if grouped else "stratified excerpts",
             "macro_f1": float(table.loc[table.code == "macro", "f1"].iloc[0]),
             "ece": expected_calibration_error(Y, P),
             "per_code": table.set_index("code")[["precision", "recall", "f1", "kappa"]].round(4).to_dict("index"),
+            "reliability": [
+                {k: (None if isinstance(v, float) and np.isnan(v) else round(float(v), 4)) for k, v in r.items()}
+                for r in reliability_curve(Y, P).to_dict("records")
+            ],
         }
         self.vectorizer_, self.estimators_, _ = self._fit_scores(texts, emb, Y, weights, texts[:1],
                                                                   None if emb is None else emb[:1])

@@ -57,8 +57,11 @@ def classify_document(doc, turns: pd.DataFrame, model, nlp, settings: SegmentSet
 
 def classify_study(study: Study, model, model_key: str, nlp_loader, work_dir: Path,
                    settings: SegmentSettings = SegmentSettings(), progress=None,
-                   strict: bool = False) -> tuple[pd.DataFrame, dict]:
+                   strict: bool = False, adapt: bool = False) -> tuple[pd.DataFrame, dict]:
     """Predictions for every document of ``study``; returns the table and counts of reused/new docs.
+
+    ``adapt`` applies EM prior correction: probabilities are adjusted from the
+    training data's prevalence of each code to this corpus's estimated one.
 
     ``nlp_loader`` is called only if some document needs segmenting. A document
     that fails is added to ``study.skipped`` (fatal with ``strict``).
@@ -98,6 +101,13 @@ def classify_study(study: Study, model, model_key: str, nlp_loader, work_dir: Pa
     pred = pred.merge(meta, on=["doc_id", "turn"], how="left", validate="many_to_one")
     meta_cols = [c for c in meta.columns if c not in ("doc_id", "turn", "speaker", "role")]
     pcols = proba_columns(model.codes)
+    if adapt:  # EM prior correction to this corpus's own prevalence of each code
+        from .model import adapt_priors
+
+        prior = np.array([model.info_["train_prior"][c] for c in model.codes])
+        Q, pi = adapt_priors(pred[pcols].to_numpy(), prior)
+        pred[pcols] = np.round(Q, PROBA_DECIMALS)
+        stats["adapted_prevalence"] = {c: round(float(v), 4) for c, v in zip(model.codes, pi)}
     pred["codes"] = [";".join(cs) for cs in model.codes_from_proba(pred[pcols].to_numpy())]
     conf = decision_confidence(pred[pcols].to_numpy(), np.asarray(model.thresholds_))
     pred["confidence"] = np.round(conf, PROBA_DECIMALS)

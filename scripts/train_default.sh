@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Rebuild the shipped model (models/default) from the bundled corpus, reproducibly,
+# and evaluate it on the held-out test split (models/default/evaluation/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1795219200}  # fixed creation time: same data, same bytes
+"$BIN/discourse" train corpora/training/train.csv --codebook corpora/codebook.yaml -o models/default
+"$BIN/discourse" evaluate --model models/default --test corpora/test/test.csv -o models/default/evaluation

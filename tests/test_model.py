@@ -1,0 +1,111 @@
+"""The classifier with the real encoder on small slices of the corpus."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from discourse.codebook import codebook_from_dict, load_codebook
+from discourse.coded import read_coded
+from discourse.errors import DiscourseError
+from discourse.model import DiscourseClassifier, adapt_priors, best_threshold
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def book():
+    return load_codebook(ROOT / "corpora" / "codebook.yaml")
+
+
+@pytest.fixture(scope="module")
+def small(book):
+    df = read_coded(ROOT / "corpora" / "training" / "train.csv", book.ids)
+    return df[df["batch"].isin(["b01", "b02", "b03"])].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    from discourse.embed import Encoder
+
+    return Encoder(cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def fitted(small, encoder):
+    return DiscourseClassifier(small.attrs.get("codes") or ["empowered", "consumer", "stakeholder", "responsible", "therapeutic", "expertise"],
+                               encoder=encoder).fit(small["text"], small["codes"], groups=small["batch"])
+
+
+def test_encoder_is_offline_cached_and_deterministic(encoder, tmp_path):
+    from discourse.embed import Encoder
+
+    texts = ["We answer to the people who use us.", "The board meets monthly.", "We answer to the people who use us."]
+    X = encoder.encode(texts)
+    assert X.shape == (3, 384) and X.dtype == np.float32
+    assert np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-5)
+    assert np.array_equal(X[0], X[2])
+    again = Encoder(cache_dir=encoder.cache.path.parent)
+    again._model = "must not be loaded"  # every vector comes from the cache
+    assert np.array_equal(again.encode(texts[:2]), X[:2])
+
+
+def test_fit_predict_shapes_and_sense(fitted):
+    texts = [
+        "If people aren't happy with what we give them, they should be able to take their custom elsewhere, like any shop.",
+        "Sitting on that panel gave me my confidence back, honestly, it got me out of the house.",
+        "The meeting was moved to Thursday because the room was booked.",
+    ]
+    P = fitted.predict_proba(texts)
+    assert P.shape == (3, 6) and ((P >= 0) & (P <= 1)).all()
+    codes = fitted.codes
+    assert P[0, codes.index("consumer")] > 0.5
+    assert P[1, codes.index("therapeutic")] > 0.5
+    assert P[2].max() < 0.5
+    assert fitted.predict(texts)[2] == []
+    assert 0 < fitted.cv_["macro_f1"] <= 1 and fitted.cv_["grouped_by"] == "groups"
+    assert len(fitted.thresholds_) == 6
+
+
+def test_save_load_round_trip_and_integrity(fitted, book, tmp_path, encoder):
+    folder = fitted.save(tmp_path / "m", codebook=book)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for key in ("codebook", "codebook_sha256", "codes", "encoder", "training_data_sha256", "thresholds",
+                "cross_validation", "versions", "created", "files"):
+        assert key in manifest
+    loaded = DiscourseClassifier.load(folder, codebook=book, encoder=encoder)
+    texts = ["Users are partners at the table with the GPs and carers."]
+    assert np.allclose(loaded.predict_proba(texts), fitted.predict_proba(texts))
+    # another codebook is refused, naming both
+    other = codebook_from_dict({"name": "other", "codes": [{"id": "x", "definition": "x"}]})
+    with pytest.raises(DiscourseError, match="codebook 'sui-discourses'.*not with 'other'"):
+        DiscourseClassifier.load(folder, codebook=other, encoder=encoder)
+    # a changed estimator file is refused
+    est = folder / "estimator.skops"
+    est.write_bytes(est.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(DiscourseError, match="does not match the sha256"):
+        DiscourseClassifier.load(folder, encoder=encoder)
+
+
+def test_training_data_errors(encoder):
+    codes = ["a", "b"]
+    with pytest.raises(DiscourseError, match="not in the codebook: zzz"):
+        DiscourseClassifier(codes, config=None, features="tfidf").fit(["x y z"] * 12, [["a"], ["zzz"]] * 6)
+    with pytest.raises(DiscourseError, match=r"at least 5 coded examples.*b \(2\)"):
+        DiscourseClassifier(codes, features="tfidf").fit(["text"] * 12, [["a"]] * 10 + [["b"]] * 2)
+
+
+def test_threshold_and_prior_helpers():
+    y = np.array([0] * 80 + [1] * 20)
+    p = np.concatenate([np.linspace(0, 0.4, 80), np.linspace(0.6, 1, 20)])
+    assert 0.4 <= best_threshold(y, p) <= 0.6
+    rng = np.random.default_rng(0)
+    # probabilities calibrated for a 50% prior, corpus has 10%: EM recovers the lower prevalence
+    truth = rng.random(4000) < 0.1
+    scores = np.where(truth, rng.normal(1, 1, 4000), rng.normal(-1, 1, 4000))
+    P = 1 / (1 + np.exp(-2 * scores))
+    Q, pi = adapt_priors(P[:, None], np.array([0.5]))
+    assert abs(pi[0] - 0.1) < 0.03 and Q.mean() < P.mean()
