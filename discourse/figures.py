@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,8 @@ def to_svg(fig) -> str:
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
     plt.close(fig)
     svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg"):]
+    return re.sub(r"\s*<metadata>.*?</metadata>", "", svg, flags=re.S)
 
 
 def heatmap(prof: pd.DataFrame, codes: list[str], labels: dict[str, str]) -> str:

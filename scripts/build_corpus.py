@@ -220,7 +220,22 @@ def render_docx(plain: str, path: Path) -> None:
     d.core_properties.modified = pd.Timestamp("2024-01-01").to_pydatetime()
     d.core_properties.last_modified_by = "discourse corpus"
     d.core_properties.author = "discourse corpus"
+    d.core_properties.revision = 1
     d.save(path)
+    fixed_zip_times(path)
+
+
+def fixed_zip_times(path: Path) -> None:
+    """Rewrite a zip (docx) with fixed entry timestamps so the same text gives the same bytes."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        entries = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
 
 
 def locate(canonical: str, span_text: str, pos: int) -> tuple[int, int]:
@@ -232,9 +247,9 @@ def locate(canonical: str, span_text: str, pos: int) -> tuple[int, int]:
     return m.start(), m.end()
 
 
-def build_demo() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def build_demo(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Render the demo sources into ``out_dir``; return manifest, speakers and gold tables."""
     design = yaml.safe_load((CORPORA / "demo" / "design.yaml").read_text(encoding="utf-8"))
-    out_dir = CORPORA / "demo" / "transcripts"
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest, speakers, gold = [], [], []
     for src in sorted((CORPORA / "demo" / "src").glob("*.txt")):
@@ -264,12 +279,12 @@ def build_demo() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(manifest), pd.DataFrame(speakers), pd.DataFrame(gold)
 
 
-def build(nlp) -> dict[Path, pd.DataFrame]:
+def build(nlp, demo_dir: Path) -> dict[Path, pd.DataFrame]:
     train = apply_adjudication(build_split(SRC / "training", nlp))
     test = build_split(SRC / "test", nlp)
     out = {CORPORA / "training" / "train.csv": train, CORPORA / "test" / "test.csv": test}
     if any((CORPORA / "demo" / "src").glob("*.txt")):
-        manifest, speakers, gold = build_demo()
+        manifest, speakers, gold = build_demo(demo_dir)
         out[CORPORA / "demo" / "manifest.csv"] = manifest
         out[CORPORA / "demo" / "speakers.csv"] = speakers
         out[CORPORA / "demo" / "gold.csv"] = gold
@@ -280,9 +295,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="fail if the committed tables differ from a fresh build")
     args = ap.parse_args()
+    import filecmp
+    import tempfile
+
     nlp = load_pipeline("parser")
-    tables = build(nlp)
+    final = CORPORA / "demo" / "transcripts"
+    demo_dir = Path(tempfile.mkdtemp()) if args.check else final
+    tables = build(nlp, demo_dir)
     stale = []
+    if args.check:
+        for f in sorted(demo_dir.iterdir()):
+            if not (final / f.name).exists() or not filecmp.cmp(f, final / f.name, shallow=False):
+                stale.append(f"corpora/demo/transcripts/{f.name}")
     for path, df in tables.items():
         if args.check:
             old = pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else None

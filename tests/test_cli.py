@@ -1,0 +1,107 @@
+"""The command line end to end: real spaCy pipeline, real encoder, the shipped default model."""
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "corpora" / "demo"
+
+
+@pytest.fixture
+def mini_study(tmp_path):
+    """Three demo documents in three formats, with their manifest and speaker table."""
+    docs = ["A01", "B08", "C06"]
+    man = pd.read_csv(DEMO / "manifest.csv", dtype=str)
+    man = man[man.doc_id.isin(docs)]
+    (tmp_path / "study" / "transcripts").mkdir(parents=True)
+    for f in man.file:
+        shutil.copy(DEMO / f, tmp_path / "study" / f)
+    man.to_csv(tmp_path / "study" / "manifest.csv", index=False)
+    spk = pd.read_csv(DEMO / "speakers.csv", dtype=str)
+    spk[spk.doc_id.isin(docs)].to_csv(tmp_path / "study" / "speakers.csv", index=False)
+    return tmp_path / "study"
+
+
+def test_segment_writes_excerpts_and_checkable_texts(run_cli, mini_study, tmp_path):
+    out = tmp_path / "seg" / "excerpts.csv"
+    code, stdout, err = run_cli("segment", mini_study, "--manifest", mini_study / "manifest.csv", "-o", out)
+    assert code == 0, err
+    ex = pd.read_csv(out, keep_default_na=False)
+    assert set(ex.doc_id) == {"A01", "B08", "C06"}
+    assert "interviewer" not in set(ex.role) and "unknown" not in set(ex.role)
+    for doc_id, sub in ex.groupby("doc_id"):
+        text = (out.parent / "texts" / f"{doc_id}.txt").read_text(encoding="utf-8")
+        for r in sub.itertuples():
+            assert text[r.start:r.end] == r.text
+    assert (out.parent / "turns.parquet").exists()
+
+
+@pytest.mark.slow
+def test_predict_keeps_rows_and_columns(run_cli, tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"id": [3, 1, 2], "text": ["We must answer to our customers like any business.", "", "The room was booked."],
+                  "note": ["a", "b", "c"]}).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    code, stdout, err = run_cli("predict", src, "-o", out)
+    assert code == 0, err
+    assert "1 row(s) with empty text" in err
+    df = pd.read_csv(out, keep_default_na=False)
+    assert df.id.tolist() == [3, 1, 2] and df.note.tolist() == ["a", "b", "c"]
+    codes = ["empowered", "consumer", "stakeholder", "responsible", "therapeutic", "expertise"]
+    assert [c for c in df.columns if c.startswith("p_")] == [f"p_{c}" for c in codes]
+    assert "consumer" in df.codes[0].split(";")
+    assert df.codes[1] == "" and df.p_consumer[1] == ""
+    assert df.codes[2] == ""
+
+
+@pytest.mark.slow
+def test_classify_profile_report_resume_and_determinism(run_cli, mini_study, tmp_path):
+    out = tmp_path / "run"
+    args = ("classify", "--manifest", mini_study / "manifest.csv", "-o", out)
+    code, stdout, err = run_cli(*args)
+    assert code == 0, err
+    assert "3 documents (0 reused)" in stdout
+    pred = pd.read_parquet(out / "predictions.parquet")
+    assert {"excerpt_id", "doc_id", "speaker", "role", "trust", "start", "end", "codes", "confidence", "p_consumer"} <= set(pred.columns)
+    assert pred.excerpt_id.is_unique
+    code, stdout, err = run_cli(*args)
+    assert "3 documents (3 reused)" in stdout
+    pred2 = pd.read_parquet(out / "predictions.parquet")
+    pd.testing.assert_frame_equal(pred, pred2)
+
+    outputs = []
+    for i in range(2):
+        prof = tmp_path / f"profiles{i}.csv"
+        assert run_cli("profile", out, "--by", "role", "--by", "trust", "--by", "trust,role", "-o", prof)[0] == 0
+        xlsx = tmp_path / f"profiles{i}.xlsx"
+        assert run_cli("profile", out, "--by", "role", "--by", "trust", "-o", xlsx)[0] == 0
+        html = tmp_path / f"report{i}.html"
+        assert run_cli("report", out, "-o", html)[0] == 0
+        outputs.append((prof.read_bytes(), html.read_bytes()))
+    assert outputs[0] == outputs[1]  # same input, same bytes
+    profiles = pd.read_csv(tmp_path / "profiles0.csv")
+    assert set(profiles.grouping) == {"role", "trust", "trust,role"}
+    sheets = pd.read_excel(tmp_path / "profiles0.xlsx", sheet_name=None)
+    assert list(sheets) == ["role", "trust"]
+    html = outputs[0][1].decode()
+    assert "<svg" in html and not re.search(r"(src|href)=[\"']?(https?:)?//", html)  # nothing fetched from outside
+    assert "Methods paragraph" in html and "Model card" in html
+
+
+def test_user_errors_are_one_line_with_exit_2(run_cli, tmp_path):
+    code, out, err = run_cli("segment", tmp_path / "missing.txt", "-o", tmp_path / "x.csv")
+    assert code == 2 and err.strip().startswith("error:") and "missing.txt" in err and len(err.strip().splitlines()) == 1
+    man = tmp_path / "manifest.csv"
+    man.write_text("doc_id,file,trust\nd1,nothere.txt,A\n", encoding="utf-8")
+    code, out, err = run_cli("segment", "--manifest", man, "-o", tmp_path / "x.csv")
+    assert code == 2 and "names file 'nothere.txt', which does not exist" in err
+    assert not (tmp_path / "x.csv").exists()
+    bad = tmp_path / "t.csv"
+    bad.write_text("words\nhello\n", encoding="utf-8")
+    code, out, err = run_cli("predict", bad, "-o", tmp_path / "p.csv")
+    assert code == 2 and "missing column(s) text" in err
+    assert not (tmp_path / "p.csv").exists()
