@@ -229,9 +229,11 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
     import json
 
     from .pipeline import SegmentSettings, classify_study, model_fingerprint
-    from .segment import CORE, load_pipeline
-    from .tables import write_table, write_text
+    from .segment import load_pipeline
+    from .tables import remove_stale_temporaries, write_table, write_text
 
+    if remove_stale_temporaries(outdir):
+        _warn(f"{outdir}: removed temporary files left by an interrupted run")
     model = _load_model(model_dir)
     study = _load_study(paths, manifest, speakers, strict)
     settings = SegmentSettings()

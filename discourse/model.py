@@ -296,6 +296,9 @@ class DiscourseClassifier:
         if bad:
             raise DiscourseError(f"the estimator contains types that are not allowed: {', '.join(bad[:5])}", est_path)
         state = sio.load(est_path, trusted=untrusted)
+        ests = state.get("estimators") if isinstance(state, dict) else None
+        if not isinstance(ests, list) or len(ests) != len(manifest["codes"]) or not all(hasattr(e, "decision_function") for e in ests):
+            raise DiscourseError("the estimator file does not hold one classifier per code: not a discourse model", est_path)
         if codebook is not None and manifest.get("codebook_sha256") and codebook.sha256 != manifest["codebook_sha256"]:
             raise DiscourseError(
                 f"the model was trained with codebook '{(manifest.get('codebook') or {}).get('name')}' "

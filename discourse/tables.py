@@ -35,6 +35,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete temporary files left by a run that was killed (``.NAME.XXXX.tmp``); return how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.rglob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink()
+    return len(stale)
+
+
 def write_text(text: str, path: str | os.PathLike) -> None:
     """Write ``text`` as UTF-8 exactly (no newline translation), atomically."""
     with atomic_path(path) as tmp:

@@ -1,0 +1,108 @@
+"""`discourse audit`: put the excerpts the model is least sure of in front of a researcher.
+
+Thin click layer over discourse.audit. ``add_audit_commands(cli)`` adds the group.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .errors import DiscourseError
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+def _warn(msg: str) -> None:
+    click.echo(f"warning: {msg}", err=True)
+
+
+@click.group("audit")
+def audit() -> None:
+    """Review the model's least certain excerpts and fold the answers back in.
+
+    \b
+    1. discourse audit select OUTDIR --budget 100 -o queue.xlsx
+    2. a researcher fills in yes/no per code in queue.xlsx
+    3. discourse audit apply queue.xlsx          (-> reviewed.parquet beside it)
+    4. discourse train corpora/training/train.csv --include-reviewed reviewed.parquet -o models/next
+    """
+
+
+@audit.command("select")
+@click.argument("predictions", type=click.Path(exists=True))
+@click.option("--budget", required=True, type=click.IntRange(min=1), help="How many excerpts to review.")
+@click.option("--random-share", default=0.10, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of the budget that is a simple random sample (for an unbiased accuracy estimate).")
+@click.option("--per-doc-cap", default=None, type=click.IntRange(min=1),
+              help="At most this many uncertain excerpts per document (default: twice the even share, at least 2).")
+@click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same queue).")
+@click.option("--model", "model_dir", default=None, type=click.Path(file_okay=False),
+              help="Model folder for thresholds and codebook (default: the one that made the predictions, else models/default).")
+@click.option("--skip-reviewed", "store", default=None, type=click.Path(dir_okay=False),
+              help="A reviewed-codes store: its excerpts are not chosen again as uncertain.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="queue.xlsx (for a person) or queue.csv")
+def select_cmd(predictions, budget, random_share, per_doc_cap, seed, model_dir, store, output):
+    """Choose excerpts from a classify folder (or its predictions.parquet) for review."""
+    from .audit import model_info, read_classify_folder, read_store, select_for_review, write_queue
+    from .model import read_model_manifest
+
+    pred, turns, texts, run = read_classify_folder(predictions)
+    codes = [c[2:] for c in pred.columns if c.startswith("p_")]
+    run_model = run.get("model") or {}
+    if model_dir is None:
+        guess = DEFAULT_MODEL.parent / str(run_model.get("folder", ""))
+        model_dir = guess if run_model.get("folder") and (guess / "manifest.json").is_file() else DEFAULT_MODEL
+    manifest = read_model_manifest(model_dir)
+    info = model_info(model_dir)
+    if list(manifest["codes"]) != codes:
+        raise DiscourseError(f"the predictions have codes {', '.join(codes)} but the model has "
+                             f"{', '.join(manifest['codes'])}: give the model that made them with --model", model_dir)
+    fp = str(run_model.get("manifest_sha256", ""))
+    if fp and not info["model_sha256"].startswith(fp):
+        _warn(f"the predictions were made by model '{run_model.get('folder')}' ({fp}), not {model_dir}: "
+              "its thresholds from run.json are used, the codebook text from --model")
+    thresholds = run_model.get("thresholds") or manifest["thresholds"]
+    if turns is None or not texts:
+        _warn(f"{predictions}: no turns.parquet or texts/ beside the predictions: the queue has no context")
+    exclude = read_store(store)["excerpt_id"].tolist() if store and Path(store).exists() else []
+    queue = select_for_review(pred, turns, texts, codes, thresholds, budget, random_share=random_share,
+                              per_doc_cap=per_doc_cap, seed=seed, exclude=exclude)
+    about = {"predictions": str(Path(predictions).resolve().name), "model": run_model.get("folder") or info["model"],
+             "model manifest sha256": info["model_sha256"] if not fp or info["model_sha256"].startswith(fp) else fp,
+             "seed": seed, "budget": budget, "random share": random_share}
+    write_queue(queue, codes, output, codebook=manifest.get("codebook"), about=about)
+    n_rand = int((queue["sample"] == "random").sum())
+    if len(queue) < budget:
+        _warn(f"only {len(queue)} of {budget} excerpts could be chosen (fewer excerpts, or the per-document cap)")
+    click.echo(f"{len(queue)} excerpts ({len(queue) - n_rand} uncertain, {n_rand} random) from "
+               f"{queue['doc_id'].nunique()} documents -> {output}")
+
+
+@audit.command("apply")
+@click.argument("reviewed", type=click.Path(dir_okay=False))
+@click.option("--store", default=None, type=click.Path(dir_okay=False),
+              help="Reviewed-codes store (default: reviewed.parquet beside REVIEWED).")
+@click.option("--model", "model_dir", default=str(DEFAULT_MODEL), show_default="models/default",
+              type=click.Path(file_okay=False), help="The model whose codes were reviewed (recorded as provenance).")
+@click.option("--reviewer", default=None, help="Reviewer name for rows whose reviewer cell is blank.")
+def apply_cmd(reviewed, store, model_dir, reviewer):
+    """Add a reviewed queue to the reviewed-codes store; print the model's measured accuracy."""
+    from .audit import apply_review, format_summary, model_info, read_review
+    from .model import read_model_manifest
+
+    manifest = read_model_manifest(model_dir)
+    codes = list(manifest["codes"])
+    df = read_review(reviewed, codes, reviewer=reviewer)
+    store_path = Path(store) if store else Path(reviewed).parent / "reviewed.parquet"
+    summary = apply_review(df, store_path, model_info(model_dir), codes=codes)
+    click.echo(f"{summary['applied']} reviewed excerpts ({summary['new']} new, {summary['updated']} changed, "
+               f"{summary['unchanged']} already stored); {summary['skipped_blank']} rows with no answer skipped "
+               f"-> {store_path} ({summary['store_rows']} rows)")
+    click.echo(format_summary(summary))
+
+
+def add_audit_commands(group: click.Group) -> None:
+    """Add the `audit` group to the main command group."""
+    group.add_command(audit)

@@ -1,0 +1,1017 @@
+"""REFI-QDA exchange: .qdpx projects and .qdc codebooks, both ways.
+
+REFI-QDA (www.qdasoftware.org) is the exchange format of NVivo, ATLAS.ti,
+MAXQDA, QualCoder and others. A ``.qdpx`` is a zip holding ``project.qde``
+(XML in namespace ``urn:QDA-XML:project:1.0``) and a ``sources/`` folder with
+each text source as a UTF-8 ``<guid>.txt`` (``plainTextPath="internal://..."``).
+Text selections are ``startPosition``/``endPosition`` Unicode code point
+offsets into that plain text, end exclusive (``text[start:end]``). A ``.qdc`` is
+a codebook alone (namespace ``urn:QDA-XML:codebook:1.0``).
+
+Rules this module follows (see docs/qda-exchange.md):
+
+* Nesting: a code's *path* is the names of its ancestors and itself joined
+  with ``/`` (``Discourses/consumer``); folders (``isCodable="false"``) count
+  in the path but are never codes themselves. As a codebook id the path is
+  made valid by :func:`slug`: lower case, accents dropped, every run of other
+  characters ``_`` (``Discourses/Consumer choice`` -> ``discourses_consumer_choice``).
+* Mapping QDA codes to codebook ids (``import_qdpx``): a map key matches a
+  code's path, else its name (case-insensitive; a name key applies to every
+  code of that name). With no map, a code maps to the codebook id that equals
+  its name or its slugged path (case-insensitive).
+* Line ends: positions index the text as decoded (a ``\\r\\n`` is two code
+  points, as NVivo, MAXQDA and QualCoder count it), except in projects whose
+  ``origin`` is ATLAS.ti, which counts ``\\r\\n`` as one: their text is read
+  with ``\\n`` line ends. Exported texts always use ``\\n`` so every tool agrees.
+* Role and trust of an imported selection come from the case variables named
+  ``role`` and ``trust`` (any capitalisation) of the most specific case that
+  contains it (:func:`selection_metadata`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import codecs
+import io
+import json
+import os
+import re
+import unicodedata
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from xml.etree import ElementTree as ET
+
+import pandas as pd
+import yaml
+
+from . import __version__
+from .codebook import Code, Codebook, codebook_from_dict
+from .errors import DiscourseError
+from .tables import atomic_path, read_table, write_table, write_text
+
+PROJECT_NS = "urn:QDA-XML:project:1.0"
+CODEBOOK_NS = "urn:QDA-XML:codebook:1.0"
+MODEL_USER = "discourse model"
+DEFAULT_CREATED = "2024-01-01T00:00:00Z"
+GUID_NAMESPACE = uuid.UUID("6f1c3e1a-52b7-5d0e-9a53-2c1f0d6b7e41")  # fixed: guids are uuid5 of stable ids
+MAX_SOURCE_BYTES = 200 * 1024 * 1024
+PALETTE = ("#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F",
+           "#BCBD22", "#17BECF")
+GUID_RE = re.compile(r"^(\{)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?(1)\})$")
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_VALUE_TAGS = ("TextValue", "BooleanValue", "IntegerValue", "FloatValue", "DateValue", "DateTimeValue")
+_META = ("role", "trust")
+
+
+# --- small helpers ------------------------------------------------------------------
+
+
+def _local(tag: str) -> str:
+    """``{urn:QDA-XML:project:1.0}Code`` -> ``Code`` (any namespace version)."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _child(el: ET.Element, name: str) -> ET.Element | None:
+    for c in el:
+        if _local(c.tag) == name:
+            return c
+    return None
+
+
+def _children(el: ET.Element, name: str) -> list[ET.Element]:
+    return [c for c in el if _local(c.tag) == name]
+
+
+def _text(el: ET.Element | None) -> str:
+    return "" if el is None or el.text is None else el.text
+
+
+def norm_guid(value: str | None) -> str:
+    """GUIDs compare case-insensitively and with or without braces."""
+    return (value or "").strip().strip("{}").lower()
+
+
+def slug(name: str) -> str:
+    """A valid codebook id from any code name or path (lower-case ``[a-z0-9_]``, starting with a letter)."""
+    s = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").lower()
+    s = re.sub(r"[^a-z0-9]+", "_", s).strip("_")
+    if not s:
+        return "code"
+    return s if s[0].isalpha() else f"c_{s}"
+
+
+def guid_for(kind: str, key: str) -> str:
+    """A deterministic GUID (uuid5) for a stable id, e.g. ``guid_for('source', 'A01')``."""
+    return str(uuid.uuid5(GUID_NAMESPACE, f"{kind}:{key}"))
+
+
+def creation_time(value: str | None = None) -> str:
+    """The fixed creationDateTime of exports: ``value``, else SOURCE_DATE_EPOCH, else a constant."""
+    if value:
+        return value
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.strip().isdigit():
+        return datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return DEFAULT_CREATED
+
+
+def _present(value) -> bool:
+    """A real metadata value (not None, NaN or empty)."""
+    return value is not None and not (isinstance(value, float) and pd.isna(value)) and str(value).strip() != ""
+
+
+def _variable(values: dict | None, name: str) -> str | None:
+    """A case variable by name, any capitalisation; None if absent or empty."""
+    return next((v for k, v in (values or {}).items() if k.strip().lower() == name and _present(v)), None)
+
+
+def _clean(value) -> str:
+    """Text safe for XML 1.0 (control characters dropped)."""
+    return _XML_BAD.sub("", str(value))
+
+
+def decode_source(data: bytes) -> tuple[str, str | None]:
+    """Decode a plain-text source: BOM-marked UTF-8/UTF-16, else UTF-8, else Windows-1252 (with a warning).
+
+    A BOM is not part of the text: positions count from the first character after it.
+    """
+    if data.startswith(codecs.BOM_UTF8):
+        return data[3:].decode("utf-8", errors="replace"), None
+    for bom, enc in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if data.startswith(bom):
+            return data[2:].decode(enc, errors="replace"), None
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace"), "not UTF-8; read as Windows-1252"
+
+
+# --- reading a project --------------------------------------------------------------
+
+
+@dataclass
+class QdpxProject:
+    """What a .qdpx holds, as tables.
+
+    ``codes``: guid, name, path, parent_guid, codable, color, description (the
+    flattened codebook, in document order). ``sources``: guid, name, text.
+    ``codings``: one row per Coding of a text selection: selection_guid,
+    source_guid, source, start, end, text, code_guid, code (path), coder,
+    coding_guid, note. ``cases``: guid, name, variables (dict name -> value).
+    ``case_links``: case_guid, source_guid, start, end (the spans a case covers;
+    start/end None for a whole source).
+    """
+
+    name: str
+    origin: str
+    users: dict[str, str]
+    codes: pd.DataFrame
+    sources: pd.DataFrame
+    codings: pd.DataFrame
+    cases: pd.DataFrame
+    case_links: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+
+def _open_archive(path: Path) -> zipfile.ZipFile:
+    if not path.is_file():
+        raise DiscourseError("file not found", path)
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise DiscourseError(
+            "not a REFI-QDA project: it is not a zip archive (a .qdpx is a zip holding project.qde and sources/)",
+            path,
+        ) from None
+
+
+def _find_qde(zf: zipfile.ZipFile, path: Path) -> str:
+    """``project.qde`` at the top of the archive (ATLAS.ti names it after the project: any single .qde)."""
+    top = [n for n in zf.namelist() if "/" not in n.strip("/") and n.lower().endswith(".qde")]
+    for n in top:
+        if n.lower() == "project.qde":
+            return n
+    if len(top) == 1:
+        return top[0]
+    found = ", ".join(top) if top else "none"
+    raise DiscourseError(f"no project.qde in the archive (.qde files at its top: {found}): is this a REFI-QDA project?", path)
+
+
+def _member_index(zf: zipfile.ZipFile) -> dict[str, str]:
+    """Archive members by lower-cased name, so ``Sources/`` and ``sources/`` both work."""
+    return {n.lower(): n for n in zf.namelist() if not n.endswith("/")}
+
+
+def _internal_member(ref: str, members: dict[str, str]) -> str | None:
+    name = ref[len("internal://"):].lstrip("/")
+    for cand in (f"sources/{name}", name):
+        hit = members.get(cand.lower())
+        if hit:
+            return hit
+    return None
+
+
+CODE_COLUMNS = ["guid", "name", "path", "parent_guid", "codable", "color", "description"]
+
+
+def flatten_codes(codes_el: ET.Element, path: Path) -> list[dict]:
+    """The Code elements under ``<Codes>``, depth first, each with its ``Parent/Child`` path.
+
+    ``isCodable`` defaults to true (REFI-QDA); a folder (``false``) stays in
+    its children's paths.
+    """
+    out: list[dict] = []
+
+    def walk(el: ET.Element, parents: tuple[str, ...], parent_guid: str | None) -> None:
+        name, guid = el.get("name"), el.get("guid")
+        if not guid or name is None:
+            shown = f"name='{name}'" if name else f"guid={guid}" if guid else "with no guid or name"
+            raise DiscourseError(f"Code {shown} under {'/'.join(parents) or 'Codes'}: a Code needs guid and name attributes", path)
+        names = parents + (name.strip(),)
+        out.append({
+            "guid": norm_guid(guid), "name": name, "path": "/".join(names), "parent_guid": parent_guid,
+            "codable": (el.get("isCodable") or "true").strip().lower() not in ("false", "0"),
+            "color": el.get("color") or "", "description": _text(_child(el, "Description")).strip(),
+        })
+        for sub in _children(el, "Code"):
+            walk(sub, names, norm_guid(guid))
+
+    for code in _children(codes_el, "Code"):
+        walk(code, (), None)
+    return out
+
+
+class _Reader:
+    """Stream-parses project.qde: each source subtree is handled at its end tag, then cleared."""
+
+    def __init__(self, zf: zipfile.ZipFile, path: Path):
+        self.zf, self.path = zf, path
+        self.members = _member_index(zf)
+        self.name = self.origin = ""
+        self.atlas = False
+        self.users: dict[str, str] = {}
+        self.codes: list[dict] = []
+        self.variables: dict[str, str] = {}
+        self.cases: list[dict] = []
+        self.case_refs: list[tuple[str, str, str]] = []  # (case_guid, kind, target guid)
+        self.sources: list[dict] = []
+        self.spans: dict[str, tuple[str, int, int]] = {}  # selection guid -> (source guid, start, end)
+        self.codings: list[dict] = []
+        self.source_codings: list[tuple[str, str]] = []  # whole-source Coding: (source guid, code guid)
+        self.source_vars: list[tuple[str, str, str]] = []  # (source guid, variable guid, value)
+        self.notes: dict[str, str] = {}
+        self.warnings: list[str] = []
+        self.skipped_media: dict[str, int] = {}
+
+    # elements -------------------------------------------------------------
+    def where(self, el: ET.Element, extra: str = "") -> str:
+        bits = [_local(el.tag)]
+        if el.get("guid"):
+            bits.append(f"guid={el.get('guid')}")
+        if el.get("name"):
+            bits.append(f"name='{el.get('name')}'")
+        return "project.qde: " + " ".join(bits) + extra
+
+    def variable_values(self, el: ET.Element) -> list[tuple[str, str]]:
+        out = []
+        for vv in _children(el, "VariableValue"):
+            ref = _child(vv, "VariableRef")
+            value = next((_text(c) for c in vv if _local(c.tag) in _VALUE_TAGS), "")
+            if ref is not None:
+                out.append((norm_guid(ref.get("targetGUID")), value.strip()))
+        return out
+
+    def case(self, el: ET.Element) -> None:
+        guid = norm_guid(el.get("guid"))
+        if not guid:
+            raise DiscourseError(f"{self.where(el)}: a Case needs a guid attribute", self.path)
+        self.cases.append({"guid": guid, "name": el.get("name") or "", "values": self.variable_values(el)})
+        for kind in ("SourceRef", "SelectionRef"):
+            for ref in _children(el, kind):
+                self.case_refs.append((guid, kind, norm_guid(ref.get("targetGUID"))))
+
+    def note(self, el: ET.Element) -> None:
+        guid = norm_guid(el.get("guid"))
+        text = _text(_child(el, "PlainTextContent"))
+        ref = el.get("plainTextPath") or ""
+        if not text and ref.startswith("internal://"):
+            member = _internal_member(ref, self.members)
+            if member:
+                text = decode_source(self.zf.read(member))[0]
+        self.notes[guid] = text.strip()
+
+    def source_text(self, el: ET.Element, label: str) -> str | None:
+        content = _child(el, "PlainTextContent")
+        ref = el.get("plainTextPath")
+        if content is not None and not ref:
+            text = _text(content)
+        elif ref:
+            if not ref.startswith("internal://"):
+                return None
+            member = _internal_member(ref, self.members)
+            if member is None:
+                raise DiscourseError(
+                    f"{self.where(el)}: plainTextPath {ref} names sources/{ref[len('internal://'):]}, "
+                    "which is not in the archive: export the project again with its sources",
+                    self.path,
+                )
+            info = self.zf.getinfo(member)
+            if info.file_size > MAX_SOURCE_BYTES:
+                raise DiscourseError(f"{self.where(el)}: source file {member} is over {MAX_SOURCE_BYTES >> 20} MB", self.path)
+            text, warn = decode_source(self.zf.read(member))
+            if warn:
+                self.warnings.append(f"source '{label}' ({member}): {warn}")
+        else:
+            return None
+        if self.atlas:
+            text = text.replace("\r\n", "\n")
+        return text
+
+    def text_source(self, el: ET.Element, label: str | None = None) -> None:
+        guid = norm_guid(el.get("guid"))
+        if not guid:
+            raise DiscourseError(f"{self.where(el)}: a TextSource needs a guid attribute", self.path)
+        name = label or el.get("name") or guid
+        selections = _children(el, "PlainTextSelection")
+        text = self.source_text(el, name)
+        if text is None:
+            how = "an external file" if el.get("plainTextPath") else "no plain text (neither PlainTextContent nor plainTextPath)"
+            if selections:
+                raise DiscourseError(
+                    f"{self.where(el)}: the source has {how}, so its {len(selections)} selection(s) cannot be read: "
+                    "export the project with sources embedded", self.path)
+            self.warnings.append(f"source '{name}' skipped: it has {how}")
+            return
+        self.sources.append({"guid": guid, "name": name, "text": text})
+        for sel in selections:
+            self.selection(sel, guid, name, text)
+        for coding in _children(el, "Coding"):
+            ref = _child(coding, "CodeRef")
+            if ref is not None:
+                self.source_codings.append((guid, norm_guid(ref.get("targetGUID"))))
+        for var, value in self.variable_values(el):
+            self.source_vars.append((guid, var, value))
+
+    def selection(self, sel: ET.Element, source_guid: str, source_name: str, text: str) -> None:
+        where = self.where(sel, f" in TextSource '{source_name}'")
+        sguid = norm_guid(sel.get("guid"))
+        if not sguid:
+            raise DiscourseError(f"{where}: a PlainTextSelection needs a guid attribute", self.path)
+        try:
+            start, end = int(sel.get("startPosition")), int(sel.get("endPosition"))
+        except (TypeError, ValueError):
+            raise DiscourseError(f"{where}: startPosition and endPosition must be whole numbers", self.path) from None
+        if start < 0 or end < start:
+            raise DiscourseError(f"{where}: startPosition {start} and endPosition {end} do not make a span", self.path)
+        if end > len(text):
+            raise DiscourseError(
+                f"{where}: endPosition {end} is beyond the end of the source's text ({len(text)} characters)", self.path)
+        self.spans[sguid] = (source_guid, start, end)
+        sel_user = norm_guid(sel.get("creatingUser") or sel.get("modifyingUser"))
+        for coding in _children(sel, "Coding"):
+            ref = _child(coding, "CodeRef")
+            if ref is None or not ref.get("targetGUID"):
+                raise DiscourseError(f"{self.where(coding)} in {where[len('project.qde: '):]}: a Coding needs a CodeRef", self.path)
+            user = norm_guid(coding.get("creatingUser")) or sel_user
+            self.codings.append({
+                "selection_guid": sguid, "source_guid": source_guid, "source": source_name, "start": start, "end": end,
+                "code_guid": norm_guid(ref.get("targetGUID")), "user": user, "coding_guid": norm_guid(coding.get("guid")),
+                "notes": [norm_guid(n.get("targetGUID")) for n in _children(coding, "NoteRef")],
+                "where": f"{self.where(coding)} in {where[len('project.qde: '):]}",
+            })
+
+    # the stream ------------------------------------------------------------
+    def parse(self, stream) -> None:
+        stack: list[str] = []
+        try:
+            for event, el in ET.iterparse(stream, events=("start", "end")):
+                name = _local(el.tag)
+                if event == "start":
+                    stack.append(name)
+                    if len(stack) == 1:
+                        if name != "Project":
+                            raise DiscourseError(
+                                f"project.qde: the root element is <{name}>, not <Project>: not a REFI-QDA project", self.path)
+                        self.name, self.origin = el.get("name") or "", el.get("origin") or ""
+                        self.atlas = "atlas" in self.origin.lower()
+                    continue
+                stack.pop()
+                parent = stack[-1] if stack else None
+                if name == "User" and parent == "Users":
+                    self.users[norm_guid(el.get("guid"))] = el.get("name") or el.get("id") or el.get("guid") or ""
+                elif name == "Codes" and parent == "CodeBook":
+                    self.codes = flatten_codes(el, self.path)
+                elif name == "Variable" and parent == "Variables":
+                    self.variables[norm_guid(el.get("guid"))] = el.get("name") or ""
+                elif name == "Case" and parent == "Cases":
+                    self.case(el)
+                    el.clear()
+                elif name == "TextSource" and parent == "Sources":
+                    self.text_source(el)
+                    el.clear()
+                elif name == "Representation" and parent == "PDFSource":
+                    self.text_source(el, label=None)
+                    el.clear()
+                elif name in ("PictureSource", "AudioSource", "VideoSource", "PDFSource") and parent == "Sources":
+                    if name != "PDFSource":
+                        self.skipped_media[name] = self.skipped_media.get(name, 0) + 1
+                    el.clear()
+                elif name == "Note" and parent == "Notes":
+                    self.note(el)
+                    el.clear()
+                if len(stack) == 1:  # a top-level block is done: free it
+                    el.clear()
+        except ET.ParseError as exc:
+            line, col = getattr(exc, "position", (0, 0))
+            msg = str(exc).split(":")[0]
+            raise DiscourseError(f"project.qde line {line}, column {col}: the XML is not well-formed ({msg})", self.path) from None
+
+    # after the stream: links that may point forward -------------------------------
+    def result(self) -> QdpxProject:
+        case_guids = {c["guid"] for c in self.cases}
+        self.codes = [c for c in self.codes if c["guid"] not in case_guids]  # NVivo lists case nodes as codes too
+        code_guids = {c["guid"] for c in self.codes}
+        source_guids = {s["guid"] for s in self.sources}
+        codes_by_guid = {c["guid"]: c for c in self.codes}
+        texts = {s["guid"]: s["text"] for s in self.sources}
+        rows, links = [], []
+        for c in self.codings:
+            g = c["code_guid"]
+            if g in case_guids:  # NVivo-style case coding: the text belongs to the case
+                links.append({"case_guid": g, "source_guid": c["source_guid"], "start": c["start"], "end": c["end"]})
+                continue
+            if g not in code_guids:
+                raise DiscourseError(
+                    f"{c['where']}: its CodeRef targetGUID {g} is not a Code in the CodeBook (nor a Case)", self.path)
+            text = texts[c["source_guid"]][c["start"]:c["end"]]
+            rows.append({
+                "selection_guid": c["selection_guid"], "source_guid": c["source_guid"], "source": c["source"],
+                "start": c["start"], "end": c["end"], "text": text, "code_guid": g, "code": codes_by_guid[g]["path"],
+                "coder": self.users.get(c["user"], "unknown") if c["user"] else "unknown",
+                "coding_guid": c["coding_guid"],
+                "note": "\n".join(self.notes[n] for n in c["notes"] if self.notes.get(n)),
+            })
+        for source_guid, g in self.source_codings:
+            if g in case_guids:
+                links.append({"case_guid": g, "source_guid": source_guid, "start": None, "end": None})
+        ignored_whole = sum(1 for _, g in self.source_codings if g not in case_guids)
+        if ignored_whole:
+            self.warnings.append(f"{ignored_whole} coding(s) of whole sources ignored: only text selections are imported")
+        for case_guid, kind, target in self.case_refs:
+            if kind == "SourceRef" and target in source_guids:
+                links.append({"case_guid": case_guid, "source_guid": target, "start": None, "end": None})
+            elif kind == "SelectionRef" and target in self.spans:
+                s, a, b = self.spans[target]
+                links.append({"case_guid": case_guid, "source_guid": s, "start": a, "end": b})
+        cases = []
+        for c in self.cases:
+            values = {}
+            for var, value in c["values"]:
+                vname = self.variables.get(var)
+                if vname:
+                    values[vname] = value
+            cases.append({"guid": c["guid"], "name": c["name"], "variables": values})
+        # a source's own variables (MAXQDA, QualCoder) act as a case covering the whole source
+        for source_guid in dict.fromkeys(g for g, _, _ in self.source_vars):
+            values = {self.variables[v]: val for g, v, val in self.source_vars if g == source_guid and v in self.variables}
+            if values:
+                pseudo = f"source:{source_guid}"
+                cases.append({"guid": pseudo, "name": "", "variables": values})
+                links.append({"case_guid": pseudo, "source_guid": source_guid, "start": None, "end": None})
+        for kind, n in sorted(self.skipped_media.items()):
+            self.warnings.append(f"{n} {kind} element(s) skipped: only text (and PDF text representations) is imported")
+        return QdpxProject(
+            name=self.name, origin=self.origin, users=dict(self.users),
+            codes=pd.DataFrame(self.codes, columns=CODE_COLUMNS),
+            sources=pd.DataFrame(self.sources, columns=["guid", "name", "text"]),
+            codings=pd.DataFrame(rows, columns=["selection_guid", "source_guid", "source", "start", "end", "text",
+                                                "code_guid", "code", "coder", "coding_guid", "note"]),
+            cases=pd.DataFrame(cases, columns=["guid", "name", "variables"]),
+            case_links=pd.DataFrame(links, columns=["case_guid", "source_guid", "start", "end"]),
+            warnings=self.warnings,
+        )
+
+
+def read_qdpx(path: str | os.PathLike) -> QdpxProject:
+    """Read a .qdpx: codebook, text sources, codings, cases (project.qde is stream-parsed)."""
+    path = Path(path)
+    with _open_archive(path) as zf:
+        qde = _find_qde(zf, path)
+        reader = _Reader(zf, path)
+        with zf.open(qde) as stream:
+            reader.parse(stream)
+        return reader.result()
+
+
+# --- codes, maps, metadata -------------------------------------------------------------
+
+
+def read_code_map(path: str | os.PathLike, codebook_ids: list[str] | None = None) -> dict[str, list[str]]:
+    """Read a YAML map ``{qda code name or path: codebook id}`` (a list of ids, or null to drop the code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DiscourseError("code map file not found", path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise DiscourseError(f"bad YAML at {where}{getattr(exc, 'problem', None) or exc}", path) from None
+    except UnicodeDecodeError:
+        raise DiscourseError("not UTF-8 text", path) from None
+    if not isinstance(data, dict) or not data:
+        raise DiscourseError("a code map is a YAML mapping 'QDA code name or Parent/Child path: codebook id'", path)
+    known = {c.lower(): c for c in codebook_ids} if codebook_ids is not None else None
+    out: dict[str, list[str]] = {}
+    for key, value in data.items():
+        values = [] if value is None else value if isinstance(value, list) else [value]
+        ids = []
+        for v in values:
+            if not isinstance(v, str) or not v.strip():
+                raise DiscourseError(f"'{key}': the value must be a codebook id, a list of ids, or null", path)
+            v = v.strip()
+            if known is not None:
+                if v.lower() not in known:
+                    raise DiscourseError(
+                        f"'{key}' maps to '{v}', which is not in the codebook (known: {', '.join(codebook_ids)})", path)
+                v = known[v.lower()]
+            ids.append(v)
+        out[_path_key(str(key))] = ids
+    return out
+
+
+def _path_key(name: str) -> str:
+    return "/".join(p.strip() for p in name.split("/")).lower()
+
+
+def resolve_codes(codes: pd.DataFrame, code_map: dict[str, list[str]] | None, codebook_ids: list[str] | None
+                  ) -> tuple[dict[str, list[str] | None], list[str]]:
+    """Codebook ids for each QDA code guid (None: not covered), and the map keys that matched nothing.
+
+    With a map: a key equal to the code's path wins over a key equal to its
+    name (both case-insensitive). Without one: the codebook id equal to the
+    code's name or to its slugged path.
+    """
+    out: dict[str, list[str] | None] = {}
+    if code_map is not None:
+        used = set()
+        for g, name, path in zip(codes["guid"], codes["name"], codes["path"]):
+            for key in (_path_key(path), _path_key(name)):
+                if key in code_map:
+                    out[g] = list(code_map[key])
+                    used.add(key)
+                    break
+            else:
+                out[g] = None
+        return out, [k for k in code_map if k not in used]
+    ids = {c.lower(): c for c in (codebook_ids or [])}
+    for g, name, path in zip(codes["guid"], codes["name"], codes["path"]):
+        hit = ids.get(slug(path)) or ids.get(name.strip().lower())
+        out[g] = [hit] if hit else None
+    return out, []
+
+
+def selection_metadata(project: QdpxProject) -> dict[tuple[str, int, int], dict[str, str]]:
+    """role/trust for each coded span (source guid, start, end), from the most specific case containing it.
+
+    A case covers the spans it is linked to (SelectionRef, NVivo case coding)
+    or a whole source (SourceRef, a source's own variables). For each of role
+    and trust separately, the smallest covering span with that variable wins.
+    """
+    per_source: dict[str, list[tuple[int, int, int, dict]]] = {}
+    variables = {g: {k.strip().lower(): v for k, v in vs.items() if v != ""}
+                 for g, vs in zip(project.cases["guid"], project.cases["variables"])}
+    for case_guid, source_guid, start, end in project.case_links.itertuples(index=False):
+        vals = {k: variables.get(case_guid, {}).get(k) for k in _META}
+        vals = {k: v for k, v in vals.items() if v}
+        if not vals:
+            continue
+        whole = start is None or pd.isna(start)
+        a, b = (0, 1 << 62) if whole else (int(start), int(end))
+        per_source.setdefault(source_guid, []).append((b - a, a, b, vals))
+    out = {}
+    spans = project.codings[["source_guid", "start", "end"]].drop_duplicates().itertuples(index=False)
+    for source_guid, start, end in spans:
+        found: dict[str, str] = {}
+        for _, a, b, vals in sorted(per_source.get(source_guid, []), key=lambda t: t[0]):
+            if a <= start and end <= b:
+                for k, v in vals.items():
+                    found.setdefault(k, v)
+        out[(source_guid, int(start), int(end))] = found
+    return out
+
+
+def coded_from_project(project: QdpxProject, code_map: dict[str, list[str]] | None = None,
+                       codebook_ids: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """A coded table (text, codes, coder, source, start, end[, role, trust]) and what was skipped.
+
+    Codings of one coder on one span (across selections) make one row, codes
+    ``;``-joined and sorted. Selections whose codes the map does not cover are
+    skipped and reported; so are map keys that match no code.
+    """
+    if code_map is None and not codebook_ids:
+        raise DiscourseError("give a code map or a codebook to map the project's codes to")
+    mapping, unused = resolve_codes(project.codes, code_map, codebook_ids)
+    report: list[str] = []
+    df = project.codings
+    columns = ["text", "codes", "coder", "source", "start", "end"]
+    rows = []
+    meta = selection_metadata(project) if len(df) else {}
+    for (source_guid, start, end, coder), grp in df.groupby(["source_guid", "start", "end", "coder"], sort=False):
+        ids, dropped = set(), set()
+        for g, name in zip(grp["code_guid"], grp["code"]):
+            m = mapping.get(g)
+            if m is None:
+                dropped.add(name)
+            else:
+                ids.update(m)
+        source, text = grp["source"].iloc[0], grp["text"].iloc[0]
+        where = f"source '{source}' {start}-{end} (coder {coder})"
+        if not ids:
+            if dropped:
+                report.append(f"{where}: skipped, coded only with {', '.join(repr(d) for d in sorted(dropped))}, which the map does not cover")
+            continue
+        if not text.strip():
+            report.append(f"{where}: skipped, the selection is only white space")
+            continue
+        row = {"text": text, "codes": ";".join(sorted(ids)), "coder": coder, "source": source,
+               "start": int(start), "end": int(end)}
+        row.update(meta.get((source_guid, int(start), int(end)), {}))
+        rows.append(row)
+    for k in unused:
+        report.append(f"map key '{k}' matches no code in the project")
+    out = pd.DataFrame(rows)
+    extra = [m for m in _META if m in out.columns]
+    if out.empty:
+        out = pd.DataFrame(columns=columns)
+    else:
+        for m in extra:
+            out[m] = out[m].fillna("")
+        out = out[columns + extra].sort_values(["source", "start", "end", "coder"], kind="stable").reset_index(drop=True)
+    return out, report
+
+
+def code_coverage(project: QdpxProject, code_map: dict[str, list[str]] | None = None,
+                  codebook_ids: list[str] | None = None) -> pd.DataFrame:
+    """Each QDA code used in a coding: code (path), selections, codebook ids it maps to ('' if none).
+
+    Sorted with the uncovered codes first, most used first: a start for writing a map.
+    """
+    mapping, _ = resolve_codes(project.codes, code_map, codebook_ids)
+    used = project.codings.groupby(["code_guid", "code"])["selection_guid"].nunique().reset_index(name="selections")
+    used["mapped_to"] = [";".join(mapping.get(g) or []) for g in used["code_guid"]]
+    used = used.sort_values(["mapped_to", "selections", "code"], ascending=[True, False, True], key=None, kind="stable")
+    return used[["code", "selections", "mapped_to"]].reset_index(drop=True)
+
+
+def import_qdpx(path: str | os.PathLike, code_map: dict[str, list[str]] | None = None,
+                codebook_ids: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Coded excerpts from a .qdpx (see :func:`coded_from_project`), and the report of what was skipped."""
+    project = read_qdpx(path)
+    coded, report = coded_from_project(project, code_map, codebook_ids)
+    return coded, project.warnings + report
+
+
+# --- sources as transcripts -----------------------------------------------------------
+
+
+def _doc_ids(names: list[str]) -> list[str]:
+    out, seen = [], set()
+    for name in names:
+        stem = re.sub(r"\.(txt|docx?|rtf|pdf|odt)$", "", name.strip(), flags=re.IGNORECASE)
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-") or "source"
+        doc, n = base, 1
+        while doc.lower() in seen:
+            n += 1
+            doc = f"{base}_{n}"
+        seen.add(doc.lower())
+        out.append(doc)
+    return out
+
+
+def extract_sources(project: QdpxProject, folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Write each text source as ``transcripts/<doc_id>.txt`` with ``manifest.csv`` and ``speakers.csv``.
+
+    The .txt files hold the source text exactly, so `discourse classify`
+    offsets equal the project's positions. trust: the value the source's
+    cases agree on, else ``unknown``. speakers.csv lists every speaker label
+    found, with the role of a case named ``<doc_id>/<speaker>`` or
+    ``<speaker>`` linked to the source, else the role most of the speaker's
+    coded selections get from their cases (interviewer labels: interviewer;
+    blank: fill it in). Returns (manifest, speakers, warnings).
+    """
+    from .manifest import INTERVIEWER
+    from .transcripts import is_interviewer_label, parse_text_turns
+
+    folder = Path(folder)
+    warnings: list[str] = []
+    doc_ids = _doc_ids(project.sources["name"].tolist())
+    meta = selection_metadata(project)
+    variables = dict(zip(project.cases["guid"], project.cases["variables"]))
+    names = dict(zip(project.cases["guid"], project.cases["name"]))
+    links = project.case_links
+    man_rows, spk_rows = [], []
+    for doc_id, (guid, name, text) in zip(doc_ids, project.sources[["guid", "name", "text"]].itertuples(index=False)):
+        file = f"transcripts/{doc_id}.txt"
+        write_text(text, folder / file)
+        linked = links.loc[links["source_guid"] == guid, "case_guid"].unique().tolist()
+        trusts = {_variable(variables.get(c), "trust") for c in linked} - {None}
+        trust = trusts.pop() if len(trusts) == 1 else "unknown"
+        man_rows.append({"doc_id": doc_id, "file": file, "trust": trust, "qda_source": name})
+        case_role = {}  # cases named <speaker> linked to this source, or <doc_id>/<speaker> anywhere
+        for c in linked + [c for c, n in names.items() if n.strip().lower().startswith(f"{doc_id.lower()}/")]:
+            role = _variable(variables.get(c), "role")
+            if role and names.get(c):
+                case_role[names[c].strip().lower()] = role
+        known = {n.rsplit("/", 1)[-1] for n in case_role}
+        turns, _ = parse_text_turns(text, doc_id, known)
+        coded = [(a, b, m["role"]) for (s, a, b), m in meta.items() if s == guid and m.get("role")]
+        for speaker, sub in turns.groupby("speaker", sort=False):
+            role = case_role.get(f"{doc_id}/{speaker}".lower()) or case_role.get(speaker.lower())
+            if not role and is_interviewer_label(speaker):
+                role = INTERVIEWER
+            if not role:
+                votes: dict[str, int] = {}
+                for a, b, r in coded:
+                    if any(ta <= a and b <= tb for ta, tb in zip(sub["start"], sub["end"])):
+                        votes[r] = votes.get(r, 0) + 1
+                role = max(votes, key=lambda r: (votes[r], r)) if votes else ""
+            spk_rows.append({"doc_id": doc_id, "speaker": speaker, "role": role})
+        if turns.empty:
+            warnings.append(f"{file}: no speaker turns found; classify will skip it")
+    manifest = pd.DataFrame(man_rows, columns=["doc_id", "file", "trust", "qda_source"])
+    speakers = pd.DataFrame(spk_rows, columns=["doc_id", "speaker", "role"])
+    write_table(manifest, folder / "manifest.csv")
+    write_table(speakers, folder / "speakers.csv")
+    blank = int((speakers["role"] == "").sum())
+    if blank:
+        warnings.append(f"{blank} speaker(s) in {folder / 'speakers.csv'} have no role: fill them in before classifying")
+    return manifest, speakers, warnings
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def _el(tag: str, attrib: dict | None = None, text: str | None = None, parent: ET.Element | None = None) -> ET.Element:
+    attrs = {k: _clean(v) for k, v in (attrib or {}).items() if v is not None}
+    el = ET.Element(tag, attrs) if parent is None else ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        el.text = _clean(text)
+    return el
+
+
+def _xml_bytes(root: ET.Element) -> bytes:
+    ET.indent(root, space="  ")
+    body = ET.tostring(root, encoding="unicode", short_empty_elements=True)
+    return ('<?xml version="1.0" encoding="utf-8"?>\n' + body + "\n").encode("utf-8")
+
+
+def describe_code(code: Code) -> str:
+    """A code's Description: label, definition, include, exclude, examples, one labelled block each."""
+    lines = [f"Label: {' '.join(code.label.split())}", f"Definition: {' '.join(code.definition.split())}"]
+    for title, items in (("Include", code.include), ("Exclude", code.exclude), ("Examples", code.examples)):
+        if items:
+            lines.append(f"{title}:")
+            lines += [f"- {' '.join(i.split())}" for i in items]
+    return "\n".join(lines)
+
+
+def parse_description(text: str) -> dict:
+    """The inverse of :func:`describe_code`; any other description is the definition."""
+    text = (text or "").strip()
+    if not re.match(r"^(Label|Definition):", text):
+        return {"definition": " ".join(text.split())} if text else {}
+    out: dict = {}
+    current = None
+    for line in text.splitlines():
+        m = re.match(r"^(Label|Definition|Include|Exclude|Examples):\s*(.*)$", line.strip())
+        if m:
+            key = m.group(1).lower()
+            if key in ("label", "definition"):
+                out[key] = m.group(2).strip()
+                current = None
+            else:
+                current = out.setdefault(key, [])
+                if m.group(2).strip():
+                    current.append(m.group(2).strip())
+        elif current is not None and line.strip().startswith("- "):
+            current.append(line.strip()[2:].strip())
+        elif line.strip() and "definition" in out and current is None:
+            out["definition"] += " " + line.strip()
+    return out
+
+
+def _codes_xml(parent: ET.Element, codebook: Codebook) -> None:
+    codes = _el("Codes", parent=parent)
+    for i, code in enumerate(codebook.codes):
+        c = _el("Code", {"guid": guid_for("code", code.id), "name": code.id, "isCodable": "true",
+                         "color": PALETTE[i % len(PALETTE)]}, parent=codes)
+        _el("Description", text=describe_code(code), parent=c)
+
+
+def _zip_bytes(members: list[tuple[str, bytes]], created: str) -> bytes:
+    """A zip with fixed timestamps, permissions and order: same members, same bytes."""
+    stamp = datetime.strptime(created[:19], "%Y-%m-%dT%H:%M:%S")
+    when = max((stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second // 2 * 2),
+               (1980, 1, 1, 0, 0, 0))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=when)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
+    return buf.getvalue()
+
+
+def _newline_map(text: str) -> tuple[str, callable]:
+    """Text with ``\\n`` line ends, and a function from old offsets to new ones."""
+    removed = [m.start() for m in re.finditer("\r\n", text)]
+    new = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not removed:
+        return new, lambda o: o
+    return new, lambda o: o - bisect.bisect_left(removed, o)
+
+
+def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.PathLike,
+                created: str | None = None, model_name: str | None = None) -> dict:
+    """Write a classify output folder as a .qdpx: texts, codebook, machine codings, speaker cases.
+
+    One PlainTextSelection per excerpt with assigned codes (its exact span;
+    texts get ``\\n`` line ends and offsets follow), one Coding per code by
+    user "discourse model", its probability in a Note (NoteRef), one Case per
+    speaker (``doc_id/speaker``) with variables role and trust and a
+    SelectionRef to each of its selections. Guids are uuid5 of stable ids and
+    dates are ``created`` (:func:`creation_time`): same input, same bytes.
+    Returns counts.
+    """
+    outdir = Path(outdir)
+    created = creation_time(created)
+    pred = read_table(outdir / "predictions.parquet", required=("excerpt_id", "doc_id", "speaker", "start", "end", "codes"))
+    pred = pred.copy()
+    pred["codes"] = pred["codes"].fillna("").astype(str)
+    turns_path = outdir / "turns.parquet"
+    turns = read_table(turns_path, required=("doc_id", "speaker")) if turns_path.exists() else pred
+    run_path = outdir / "run.json"
+    run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.is_file() else {}
+    thresholds = (run.get("model") or {}).get("thresholds") or {}
+    model_name = model_name or (run.get("model") or {}).get("folder") or "model"
+    known = set(codebook.ids)
+    for c in sorted({c for cs in pred["codes"] for c in cs.split(";") if c}):
+        if c not in known:
+            raise DiscourseError(f"code '{c}' is assigned in predictions but is not in codebook '{codebook.name}'", outdir / "predictions.parquet")
+        if f"p_{c}" not in pred.columns:
+            raise DiscourseError(f"no p_{c} column for assigned code '{c}'", outdir / "predictions.parquet")
+
+    user = guid_for("user", MODEL_USER)
+    root = _el("Project", {"xmlns": PROJECT_NS, "name": f"discourse: {outdir.resolve().name}",
+                           "origin": f"discourse {__version__}", "creatingUserGUID": user, "creationDateTime": created})
+    _el("User", {"guid": user, "name": MODEL_USER}, parent=_el("Users", parent=root))
+    _codes_xml(_el("CodeBook", parent=root), codebook)
+    variables = _el("Variables", parent=root)
+    for var in _META:
+        _el("Variable", {"guid": guid_for("variable", var), "name": var, "typeOfVariable": "Text"}, parent=variables)
+
+    speakers = (pd.concat([turns[["doc_id", "speaker"] + [m for m in _META if m in turns.columns]],
+                           pred[["doc_id", "speaker"] + [m for m in _META if m in pred.columns]]])
+                .drop_duplicates(["doc_id", "speaker"]).sort_values(["doc_id", "speaker"]))
+    doc_ids = sorted(set(turns["doc_id"].astype(str)) | set(pred["doc_id"].astype(str)))
+    cases_el = _el("Cases", parent=root) if len(speakers) else None
+    sources_el = _el("Sources", parent=root)
+    notes_el = ET.Element("Notes")
+    members: list[tuple[str, bytes]] = []
+    case_selections: dict[tuple[str, str], list[str]] = {}
+    n_sel = n_codings = 0
+    for doc_id in doc_ids:
+        text_path = outdir / "texts" / f"{doc_id}.txt"
+        if not text_path.is_file():
+            raise DiscourseError(f"document '{doc_id}' has no canonical text: the classify output is incomplete", text_path)
+        with open(text_path, encoding="utf-8", newline="") as fh:
+            raw = fh.read()
+        text, newpos = _newline_map(raw)
+        sguid = guid_for("source", doc_id)
+        members.append((f"sources/{sguid}.txt", text.encode("utf-8")))
+        src = _el("TextSource", {"guid": sguid, "name": doc_id, "plainTextPath": f"internal://{sguid}.txt",
+                                 "creatingUser": user, "creationDateTime": created}, parent=sources_el)
+        doc = pred[(pred["doc_id"].astype(str) == doc_id) & (pred["codes"] != "")].sort_values(["start", "end", "excerpt_id"])
+        for r in doc.to_dict("records"):
+            start, end = int(r["start"]), int(r["end"])
+            if "text" in r and raw[start:end] != r["text"]:
+                raise DiscourseError(
+                    f"excerpt {r['excerpt_id']} ({start}-{end}) does not match texts/{doc_id}.txt: rerun classify",
+                    outdir / "predictions.parquet")
+            sel_guid = guid_for("selection", r["excerpt_id"])
+            sel = _el("PlainTextSelection", {"guid": sel_guid, "name": f"excerpt {r['excerpt_id']}",
+                                             "startPosition": str(newpos(start)), "endPosition": str(newpos(end)),
+                                             "creatingUser": user, "creationDateTime": created}, parent=src)
+            bits = [f"{doc_id}/{r['speaker']}"] + [f"{m} {r[m]}" for m in _META if _present(r.get(m))]
+            if "confidence" in r and pd.notna(r["confidence"]):
+                bits.append(f"decision confidence {float(r['confidence']):.3f}")
+            _el("Description", text=f"discourse excerpt {r['excerpt_id']}: " + "; ".join(bits), parent=sel)
+            for code in sorted(c for c in r["codes"].split(";") if c):
+                key = f"{r['excerpt_id']}:{code}"
+                coding = _el("Coding", {"guid": guid_for("coding", key), "creatingUser": user,
+                                        "creationDateTime": created}, parent=sel)
+                _el("CodeRef", {"targetGUID": guid_for("code", code)}, parent=coding)
+                note_guid = guid_for("note", key)
+                _el("NoteRef", {"targetGUID": note_guid}, parent=coding)
+                p = float(r[f"p_{code}"])
+                thr = thresholds.get(code)
+                note = _el("Note", {"guid": note_guid, "name": f"p({code}) = {p:.3f}", "creatingUser": user,
+                                    "creationDateTime": created}, parent=notes_el)
+                _el("PlainTextContent", text=(
+                    f"discourse model '{model_name}': calibrated probability that excerpt {r['excerpt_id']} "
+                    f"carries code '{code}' = {p:.4f}" + (f" (assigned at threshold {float(thr):.4f})" if thr is not None else "")
+                ), parent=note)
+                n_codings += 1
+            case_selections.setdefault((doc_id, str(r["speaker"])), []).append(sel_guid)
+            n_sel += 1
+    for r in speakers.to_dict("records"):
+        key = (str(r["doc_id"]), str(r["speaker"]))
+        case = _el("Case", {"guid": guid_for("case", "/".join(key)), "name": "/".join(key)}, parent=cases_el)
+        _el("Description", text=f"speaker {key[1]} in document {key[0]}", parent=case)
+        for var in _META:
+            value = r.get(var)
+            if _present(value):
+                vv = _el("VariableValue", parent=case)
+                _el("VariableRef", {"targetGUID": guid_for("variable", var)}, parent=vv)
+                _el("TextValue", text=str(value), parent=vv)
+        for sel_guid in case_selections.get(key, []):
+            _el("SelectionRef", {"targetGUID": sel_guid}, parent=case)
+    if len(notes_el):
+        root.append(notes_el)
+    qde = _xml_bytes(root)
+    data = _zip_bytes([("project.qde", qde)] + sorted(members), created)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return {"documents": len(doc_ids), "selections": n_sel, "codings": n_codings, "cases": len(speakers)}
+
+
+# --- codebooks (.qdc) --------------------------------------------------------------------
+
+
+def codebook_qdc_bytes(codebook: Codebook) -> bytes:
+    """The .qdc XML of a codebook (codes flat, in order; guids as in export_qdpx)."""
+    root = _el("CodeBook", {"xmlns": CODEBOOK_NS, "origin": f"discourse {__version__}"})
+    _codes_xml(root, codebook)
+    return _xml_bytes(root)
+
+
+def export_qdc(codebook: Codebook, path: str | os.PathLike) -> None:
+    """Write a codebook as a REFI-QDA .qdc (name = code id; Description = label, definition, include, exclude, examples)."""
+    data = codebook_qdc_bytes(codebook)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def import_qdc(path: str | os.PathLike) -> dict:
+    """A codebook dict (for codebook_from_dict / YAML) from a .qdc, or from the CodeBook of a .qdpx.
+
+    Every codable code becomes a code: id = :func:`slug` of its path (made
+    unique with _2, _3...), label and definition from a Description written by
+    :func:`describe_code`, else label = path and definition = the description.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DiscourseError("file not found", path)
+    if zipfile.is_zipfile(path):
+        project = read_qdpx(path)
+        codes = project.codes
+        name = project.name or path.stem
+    else:
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError as exc:
+            line, col = getattr(exc, "position", (0, 0))
+            raise DiscourseError(f"line {line}, column {col}: the XML is not well-formed ({str(exc).split(':')[0]})", path) from None
+        if _local(root.tag) != "CodeBook":
+            raise DiscourseError(f"the root element is <{_local(root.tag)}>, not <CodeBook>: not a REFI-QDA codebook", path)
+        codes_el = _child(root, "Codes")
+        if codes_el is None:
+            raise DiscourseError("<CodeBook> has no <Codes> element", path)
+        codes = pd.DataFrame(flatten_codes(codes_el, path), columns=CODE_COLUMNS)
+        name = path.stem
+    out, seen = [], set()
+    for r in codes[codes["codable"]].to_dict("records"):
+        desc = parse_description(r["description"])
+        base = slug(r["path"])
+        cid, n = base, 1
+        while cid in seen:
+            n += 1
+            cid = f"{base}_{n}"
+        seen.add(cid)
+        code = {"id": cid, "label": desc.get("label") or r["path"],
+                "definition": desc.get("definition") or f"{r['path']} (no description in the QDA codebook)"}
+        for k in ("include", "exclude", "examples"):
+            if desc.get(k):
+                code[k] = desc[k]
+        out.append(code)
+    if not out:
+        raise DiscourseError("the codebook has no codable codes", path)
+    data = {"name": name, "codes": out}
+    codebook_from_dict(data, path)  # validate
+    return data

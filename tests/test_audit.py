@@ -1,0 +1,467 @@
+"""The audit loop: selection, the review file a person edits, the reviewed-codes store, retraining."""
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openpyxl import load_workbook
+
+from discourse.audit import (
+    apply_review, default_per_doc_cap, excerpt_context, n_random_for, queue_columns, read_review, read_store,
+    review_summary, reviewed_as_coded, select_for_review, wilson_interval, write_queue, wrong_probability,
+)
+from discourse.errors import DiscourseError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "corpora" / "demo"
+CODES = ["empowered", "consumer", "stakeholder"]
+THRESHOLDS = {"empowered": 0.4, "consumer": 0.5, "stakeholder": 0.3}
+CODEBOOK = {"name": "test", "codes": [
+    {"id": "empowered", "label": "Empowered public", "definition": "Power shifting toward users.",
+     "include": ["rights"], "exclude": ["budgets"]},
+    {"id": "consumer", "label": "Consuming public", "definition": "Users as customers of a service."},
+    {"id": "stakeholder", "label": "Stakeholder public", "definition": "Users as one party among several."},
+]}
+MODEL_INFO = {"model": "default", "model_sha256": "ab" * 32}
+ROLES = ["nurse", "psychiatrist", "service_user"]
+
+
+def make_study(n_docs=6, per_doc=30, seed=1):
+    """A predictions table, its turns and canonical texts: two turns per question, five excerpts per turn."""
+    rng = np.random.default_rng(seed)
+    rows, turns, texts = [], [], {}
+    for d in range(n_docs):
+        doc_id = f"D{d:02d}"
+        parts, pos, turn = [], 0, 0
+        for k in range(per_doc):
+            if k % 5 == 0:  # an interviewer question opens every fifth excerpt's turn
+                q = f"Interviewer: What is involvement for, question {k}?\n"
+                turns.append({"doc_id": doc_id, "turn": turn, "speaker": "Interviewer", "role": "interviewer",
+                              "start": pos + 13, "end": pos + len(q) - 1})
+                parts.append(q)
+                pos += len(q)
+                turn += 1
+                label = "R: "
+                parts.append(label)
+                pos += len(label)
+                t_start = pos
+            text = f"This is sentence {k} of {doc_id}. It says something about involvement."
+            parts.append(text + (" " if k % 5 != 4 else "\n"))
+            rows.append({"excerpt_id": f"{doc_id}-{k:03d}", "doc_id": doc_id, "turn": turn, "speaker": "R",
+                         "role": ROLES[d % 3], "trust": "AB"[d % 2], "text": text, "start": pos, "end": pos + len(text)})
+            pos += len(text) + 1
+            if k % 5 == 4:
+                turns.append({"doc_id": doc_id, "turn": turn, "speaker": "R", "role": ROLES[d % 3],
+                              "start": t_start, "end": pos - 1})
+                turn += 1
+        texts[doc_id] = "".join(parts)
+    pred = pd.DataFrame(rows)
+    P = rng.beta(0.4, 0.4, size=(len(pred), len(CODES)))
+    for j, c in enumerate(CODES):
+        pred[f"p_{c}"] = P[:, j]
+    t = np.array([THRESHOLDS[c] for c in CODES])
+    pred["codes"] = [";".join(c for c, h in zip(CODES, row) if h) for row in P >= t]
+    return pred, pd.DataFrame(turns), texts
+
+
+@pytest.fixture
+def study():
+    return make_study()
+
+
+def select(study, budget, **kw):
+    pred, turns, texts = study
+    return select_for_review(pred, turns, texts, CODES, THRESHOLDS, budget, **kw)
+
+
+# --- selection --------------------------------------------------------------------
+
+
+def test_budget_respected_and_random_share_marked(study):
+    q = select(study, 40)
+    assert len(q) == 40 and q.excerpt_id.is_unique
+    assert list(q.columns) == queue_columns(CODES)
+    assert (q["sample"] == "random").sum() == 4 and (q["sample"] == "uncertain").sum() == 36
+    assert (q[CODES] == "").all().all() and (q[["notes", "reviewer"]] == "").all().all()
+    assert n_random_for(10, 0.01) == 1 and n_random_for(9, 0.01) == 0 and n_random_for(40, 0.0) == 0
+    assert len(select(study, 5000)) == len(study[0])  # a budget above the corpus takes everything
+    with pytest.raises(DiscourseError, match="at least 1"):
+        select(study, 0)
+
+
+def test_random_part_is_a_simple_random_sample_of_all_excerpts(study):
+    pred = study[0]
+    hits = pd.concat([select(study, 20, seed=s).query("sample == 'random'") for s in range(200)])
+    assert len(hits) == 400
+    # every excerpt is equally likely: each is drawn about 400/180 = 2.2 times, certain or not
+    wrong = dict(zip(pred.excerpt_id, wrong_probability(pred[[f"p_{c}" for c in CODES]].to_numpy(),
+                                                        np.array([THRESHOLDS[c] for c in CODES]))))
+    drawn = hits.excerpt_id.map(wrong)
+    assert abs(drawn.mean() - np.mean(list(wrong.values()))) < 0.05
+    assert hits.excerpt_id.nunique() > 120
+
+
+def test_per_document_cap(study):
+    q = select(study, 60, per_doc_cap=3)
+    unc = q[q["sample"] == "uncertain"]
+    assert unc.doc_id.value_counts().max() <= 3
+    # default: twice the even share (documents of equal size), at least 2
+    q = select(study, 40)
+    cap = max(2, math.ceil(2 * 36 / 6))
+    assert default_per_doc_cap(36, {d: 30 for d in "abcdef"}) == {d: cap for d in "abcdef"}
+    assert q[q["sample"] == "uncertain"].doc_id.value_counts().max() <= cap
+
+
+def test_one_doubtful_interview_does_not_fill_the_queue(study):
+    pred, turns, texts = study
+    pred = pred.copy()
+    doubtful = pred.doc_id == "D00"
+    pred.loc[doubtful, "p_consumer"] = 0.5  # every excerpt of D00 sits on the consumer threshold
+    pred.loc[~doubtful, [f"p_{c}" for c in CODES]] = pred.loc[~doubtful, [f"p_{c}" for c in CODES]].clip(0, 0.2) * 0.1
+    q = select_for_review(pred, turns, texts, CODES, THRESHOLDS, 20, random_share=0.0)
+    assert len(q) == 20
+    assert (q.doc_id == "D00").sum() == max(2, math.ceil(2 * 20 / 6))  # capped, the rest spread over others
+
+
+def test_deterministic_for_a_seed(study):
+    a, b = select(study, 30, seed=7), select(study, 30, seed=7)
+    pd.testing.assert_frame_equal(a, b)
+    c = select(study, 30, seed=8)
+    assert set(a.query("sample == 'random'").excerpt_id) != set(c.query("sample == 'random'").excerpt_id)
+
+
+def test_excerpts_closest_to_a_threshold_come_first(study):
+    pred, turns, texts = study
+    pred = pred.copy()
+    pcols = [f"p_{c}" for c in CODES]
+    pred[pcols] = np.where(pred[pcols] > 0.5, 0.99, 0.01)  # everything confident...
+    near = ["D00-003", "D01-010", "D02-017", "D03-024", "D04-005"]
+    for i, eid in enumerate(near):  # ... except five excerpts, each on one code's threshold
+        c = CODES[i % 3]
+        pred.loc[pred.excerpt_id == eid, f"p_{c}"] = THRESHOLDS[c] + 0.001
+    q = select_for_review(pred, turns, texts, CODES, THRESHOLDS, 12, random_share=0.0)
+    assert set(near) <= set(q.excerpt_id)
+    # ranking is by the probability that the decision is wrong, on calibrated probabilities
+    P = pred[pcols].to_numpy()
+    w = wrong_probability(P, np.array([THRESHOLDS[c] for c in CODES]))
+    top = set(pred.excerpt_id[np.argsort(-w, kind="stable")[:5]])
+    assert top == set(near)
+
+
+def test_spread_over_roles_and_codes(study):
+    pred, turns, texts = study
+    q = select_for_review(pred, turns, texts, CODES, THRESHOLDS, 30, random_share=0.0)
+    assert set(q.role) == set(ROLES)
+
+
+def test_already_reviewed_excerpts_are_not_chosen_again(study):
+    first = select(study, 30)
+    again = select(study, 30, exclude=first.excerpt_id)
+    assert not set(again.query("sample == 'uncertain'").excerpt_id) & set(first.excerpt_id)
+
+
+def test_context_from_the_canonical_text(study):
+    pred, turns, texts = study
+    q = select(study, 180)
+    row = q[q.excerpt_id == "D01-005"].iloc[0]  # opens its turn: the question before it, labelled
+    assert row.context_before.startswith("Interviewer: What is involvement for, question 5?")
+    assert row.context_after.startswith("This is sentence 6 of D01.")
+    row = q[q.excerpt_id == "D01-007"].iloc[0]  # mid-turn: earlier sentences of the same turn
+    assert row.context_before.endswith("This is sentence 6 of D01. It says something about involvement.")
+    text = texts["D01"]
+    assert text[row.start:row.end] == row.text
+    # a long turn is cut back to a sentence start
+    long = "First sentence here. " * 30 + "The excerpt."
+    before, after = excerpt_context(long, len(long) - 12, len(long), None, limit=100)
+    assert before.startswith("First sentence here.") and len(before) <= 100 and after == ""
+
+
+# --- the queue file -----------------------------------------------------------------
+
+
+def test_xlsx_queue_is_made_for_a_person(study, tmp_path):
+    q = select(study, 12)
+    path = tmp_path / "queue.xlsx"
+    write_queue(q, CODES, path, codebook=CODEBOOK, about={"model": "default"})
+    wb = load_workbook(path)
+    assert wb.sheetnames == ["review", "instructions"]
+    ws = wb["review"]
+    header = [c.value for c in ws[1]]
+    assert header == queue_columns(CODES)
+    assert ws.freeze_panes == "A2"
+    col = {h: i for i, h in enumerate(header)}
+    assert ws.cell(2, col["text"] + 1).alignment.wrap_text
+    assert ws.column_dimensions["K"].width >= 50  # the text column is wide
+    dv = ws.data_validations.dataValidation
+    assert len(dv) == 1 and dv[0].formula1 == '"yes,no"'
+    covered = str(dv[0].sqref)
+    from openpyxl.utils import get_column_letter
+    for c in CODES:
+        assert f"{get_column_letter(col[c] + 1)}2:{get_column_letter(col[c] + 1)}13" in covered
+    instructions = "\n".join(str(c.value) for c in wb["instructions"]["A"] if c.value)
+    assert "Users as customers of a service." in instructions and "Not this: budgets" in instructions
+    assert "blank codes count as no" in instructions
+    before = path.read_bytes()
+    write_queue(q, CODES, path, codebook=CODEBOOK, about={"model": "default"})
+    assert path.read_bytes() == before  # same queue, same bytes
+
+
+def fill_xlsx(path, answers: dict, reviewer="Ruth", note=None):
+    """Edit the queue as a reviewer would: yes/no per code for some rows, a note, a name."""
+    wb = load_workbook(path)
+    ws = wb["review"]
+    header = [c.value for c in ws[1]]
+    col = {h: i + 1 for i, h in enumerate(header)}
+    for i in range(2, ws.max_row + 1):
+        eid = ws.cell(i, col["excerpt_id"]).value
+        if eid in answers:
+            for c, v in answers[eid].items():
+                ws.cell(i, col[c], v)
+            if reviewer:
+                ws.cell(i, col["reviewer"], reviewer)
+            if note and eid == next(iter(answers)):
+                ws.cell(i, col["notes"], note)
+    wb.save(path)
+
+
+def test_round_trip_select_review_apply(study, tmp_path):
+    q = select(study, 12)
+    path = tmp_path / "queue.xlsx"
+    write_queue(q, CODES, path, codebook=CODEBOOK)
+    ids = q.excerpt_id.tolist()
+    answers = {ids[0]: {"consumer": "yes"}, ids[1]: {"empowered": "Y", "consumer": "no", "stakeholder": 1},
+               ids[2]: {"empowered": "no"}}
+    fill_xlsx(path, answers, note="customer framing, clearly")
+    reviewed = read_review(path, CODES)
+    assert reviewed.attrs["skipped"] == 9
+    assert reviewed.set_index("excerpt_id").codes.to_dict() == {ids[0]: "consumer", ids[1]: "empowered;stakeholder",
+                                                                ids[2]: ""}
+    store = tmp_path / "reviewed.parquet"
+    summary = apply_review(reviewed, store, MODEL_INFO, today="2026-03-01", codes=CODES)
+    assert summary["new"] == 3 and summary["store_rows"] == 3
+    s = read_store(store).set_index("excerpt_id")
+    row = s.loc[ids[0]]
+    assert row.reviewer == "Ruth" and row.review_date == "2026-03-01" and row.notes == "customer framing, clearly"
+    assert row.model == "default" and row.model_sha256 == MODEL_INFO["model_sha256"]
+    assert row.model_codes == q.set_index("excerpt_id").model_codes[ids[0]]
+    assert row.p_consumer == pytest.approx(q.set_index("excerpt_id").p_consumer[ids[0]], abs=1e-9)
+    assert row.text == q.set_index("excerpt_id").text[ids[0]] and row.review_file == "queue.xlsx"
+    assert {row["sample"], s.loc[ids[1]]["sample"]} <= {"random", "uncertain"}
+    assert int(row.start) == int(q.set_index("excerpt_id").start[ids[0]])
+    # applying the same file again adds nothing and keeps the first date
+    again = apply_review(read_review(path, CODES), store, MODEL_INFO, today="2026-03-02", codes=CODES)
+    assert again["unchanged"] == 3 and again["store_rows"] == 3
+    assert set(read_store(store).review_date) == {"2026-03-01"}
+    # a changed decision replaces the old one (the later decision wins); another reviewer adds rows
+    fill_xlsx(path, {ids[0]: {"consumer": "no"}})
+    later = apply_review(read_review(path, CODES), store, MODEL_INFO, today="2026-03-03", codes=CODES)
+    assert later["updated"] == 1 and later["store_rows"] == 3
+    fill_xlsx(path, answers, reviewer="Sam")
+    other = apply_review(read_review(path, CODES), store, MODEL_INFO, today="2026-03-04", codes=CODES)
+    assert other["new"] == 3 and other["store_rows"] == 6
+    coded = reviewed_as_coded(store, CODES)
+    assert list(coded.columns) == ["text", "codes", "coder", "source", "batch", "id"]
+    assert len(coded) == 3 and set(coded.source) == {"reviewed"} and set(coded.batch) == {"reviewed"}
+    latest = coded.set_index("id")
+    assert latest.codes[ids[0]] == ["consumer"] and latest.coder[ids[0]] == "Sam"  # Sam's review is the latest
+
+
+def test_csv_queue_round_trip(study, tmp_path):
+    q = select(study, 10)
+    path = tmp_path / "queue.csv"
+    write_queue(q, CODES, path)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df.loc[0, "consumer"], df.loc[0, "reviewer"] = "yes", "Ruth"
+    df.loc[1, "empowered"] = "n"
+    df.to_csv(path, index=False)
+    reviewed = read_review(path, CODES)
+    assert len(reviewed) == 2 and set(reviewed.reviewer) == {"Ruth"}  # the one name fills blank reviewer cells
+    assert reviewed.codes.tolist() == ["consumer", ""]
+
+
+def test_a_blank_reviewer_needs_a_name(study, tmp_path):
+    q = select(study, 10)
+    path = tmp_path / "queue.csv"
+    for c in CODES:
+        q[c] = "no"
+    q.loc[0, "reviewer"], q.loc[1, "reviewer"] = "Ruth", "Sam"
+    write_queue(q, CODES, path)
+    with pytest.raises(DiscourseError, match=r"row 4, column 'reviewer'.*no reviewer name"):
+        read_review(path, CODES)
+    assert set(read_review(path, CODES, reviewer="Alex").reviewer) == {"Ruth", "Sam", "Alex"}
+
+
+# --- bad review files -------------------------------------------------------------------
+
+
+def test_unknown_answer_names_sheet_row_and_column(study, tmp_path):
+    q = select(study, 10)
+    path = tmp_path / "queue.xlsx"
+    write_queue(q, CODES, path)
+    fill_xlsx(path, {q.excerpt_id[0]: {"empowered": "yes"}, q.excerpt_id[3]: {"consumer": "maybe"}})
+    with pytest.raises(DiscourseError) as err:
+        read_review(path, CODES)
+    msg = str(err.value)
+    assert "sheet 'review', row 5, column R (consumer)" in msg and "'maybe'" in msg and "queue.xlsx" in msg
+
+
+def test_unknown_code_column_names_sheet_row_and_column(study, tmp_path):
+    q = select(study, 10).rename(columns={"stakeholder": "stakeholders"})
+    path = tmp_path / "queue.xlsx"
+    write_queue(q, CODES, path)
+    with pytest.raises(DiscourseError, match=r"sheet 'review', row 1, column S \(stakeholders\): unknown column"):
+        read_review(path, CODES)
+    csv = tmp_path / "queue.csv"
+    write_queue(q, CODES, csv)
+    with pytest.raises(DiscourseError, match=r"row 1, column 'stakeholders': unknown column"):
+        read_review(csv, CODES)
+
+
+def test_other_bad_files(tmp_path):
+    with pytest.raises(DiscourseError, match="file not found"):
+        read_review(tmp_path / "missing.xlsx", CODES)
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    with pytest.raises(DiscourseError, match="xlsx or .csv"):
+        read_review(bad, CODES)
+    fake = tmp_path / "fake.xlsx"
+    fake.write_bytes(b"not a zip file")
+    with pytest.raises(DiscourseError, match="cannot read the workbook"):
+        read_review(fake, CODES)
+    with pytest.raises(DiscourseError, match="a review queue is .xlsx or .csv"):
+        write_queue(pd.DataFrame(columns=queue_columns(CODES)), CODES, tmp_path / "q.parquet")
+
+
+VALUES = st.sampled_from(["", "yes", "no", "Y", "n", "1", "0", "maybe", "1.5", "-1", "nan", "é", ",", '"', "\n",
+                          "random", "uncertain", "D00-001", "consumer;empowered", "xyz"])
+HEADER_POOL = queue_columns(CODES) + ["p_other", "other", "", "Unnamed: 3"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.lists(st.sampled_from(HEADER_POOL), min_size=0, max_size=len(HEADER_POOL)),
+       drop_some=st.booleans(),
+       cells=st.lists(st.lists(VALUES, min_size=0, max_size=30), min_size=0, max_size=6),
+       raw=st.binary(max_size=60))
+def test_fuzzed_review_csvs_only_raise_discourse_errors(tmp_path, header, drop_some, cells, raw):
+    cols = header if drop_some else list(dict.fromkeys(queue_columns(CODES) + header))
+    lines = [",".join(cols)] + [",".join(f'"{v}"' if v in (",", "\n") else v.replace('"', '""') for v in row)
+                                for row in cells]
+    path = tmp_path / "fuzz.csv"
+    for data in ("\n".join(lines).encode("utf-8"), raw):
+        path.write_bytes(data)
+        try:
+            out = read_review(path, CODES)
+        except DiscourseError as exc:
+            assert str(exc).startswith(str(path))
+        else:
+            assert set(out.columns) >= {"excerpt_id", "codes", "reviewer"}
+
+
+# --- statistics ---------------------------------------------------------------------
+
+
+def test_summary_uses_only_the_random_sample_for_accuracy():
+    rows = []
+    for i in range(10):  # random sample: the model is right on 8 of 10
+        rows.append({"sample": "random", "model_codes": "consumer" if i < 5 else "",
+                     "codes": "consumer" if i < 5 or i >= 8 else ""})
+    for i in range(20):  # uncertain rows: all wrong, must not affect accuracy
+        rows.append({"sample": "uncertain", "model_codes": "empowered", "codes": ""})
+    s = review_summary(pd.DataFrame(rows), CODES, n_boot=500)
+    r = s["random"]
+    assert r["n"] == 10 and r["accuracy"] == pytest.approx(0.8)
+    lo, hi = r["ci"]
+    assert lo == pytest.approx(0.490, abs=0.002) and hi == pytest.approx(0.943, abs=0.002)
+    assert r["kappa"]["consumer"]["kappa"] == pytest.approx(0.6)  # 2x2 table 5,0,2,3: po .8, pe .5
+    assert r["kappa"]["consumer"]["ci_low"] <= 0.6 <= r["kappa"]["consumer"]["ci_high"]
+    c = s["corrections"]
+    assert c["added"] == 2 and c["removed"] == 20 and c["rows_changed"] == 22
+    assert c["by_code"]["empowered"] == {"added": 0, "removed": 20}
+    assert wilson_interval(0, 0) != wilson_interval(0, 0)  # nan when nothing was sampled
+
+
+def test_reviewed_as_coded_checks_codes(tmp_path):
+    store = tmp_path / "reviewed.parquet"
+    pd.DataFrame({"excerpt_id": ["a"], "text": ["We are customers."], "codes": ["consumer;unheard"],
+                  "reviewer": ["Ruth"], "review_date": ["2026-01-01"], "sample": ["random"]}).to_parquet(store)
+    with pytest.raises(DiscourseError, match="excerpt a: code\\(s\\) unheard are not in the codebook"):
+        reviewed_as_coded(store, CODES)
+    with pytest.raises(DiscourseError, match="file not found"):
+        reviewed_as_coded(tmp_path / "none.parquet", CODES)
+
+
+# --- the command line end to end ------------------------------------------------------------
+
+
+@pytest.fixture
+def audit_cli(run_cli):
+    """The CLI with the audit group (added by cli.py; added here too if not yet wired)."""
+    from discourse.cli import cli
+    from discourse.cli_audit import add_audit_commands
+
+    if "audit" not in cli.commands:
+        add_audit_commands(cli)
+    return run_cli
+
+
+@pytest.mark.slow
+def test_cli_select_review_apply_and_retrain(audit_cli, tmp_path):
+    docs = ["A01", "C06"]
+    man = pd.read_csv(DEMO / "manifest.csv", dtype=str)
+    man = man[man.doc_id.isin(docs)]
+    study = tmp_path / "study"
+    (study / "transcripts").mkdir(parents=True)
+    for f in man.file:
+        shutil.copy(DEMO / f, study / f)
+    man.to_csv(study / "manifest.csv", index=False)
+    spk = pd.read_csv(DEMO / "speakers.csv", dtype=str)
+    spk[spk.doc_id.isin(docs)].to_csv(study / "speakers.csv", index=False)
+    out = tmp_path / "out"
+    code, _, err = audit_cli("classify", "--manifest", study / "manifest.csv", "-o", out)
+    assert code == 0, err
+
+    queue = tmp_path / "review" / "queue.xlsx"
+    code, stdout, err = audit_cli("audit", "select", out, "--budget", 20, "-o", queue)
+    assert code == 0, err
+    assert "20 excerpts (18 uncertain, 2 random)" in stdout
+    wb = load_workbook(queue)
+    assert "Users framed as consumers or customers" in "\n".join(str(c.value) for c in wb["instructions"]["A"] if c.value)
+    q = pd.read_excel(queue, dtype=str, keep_default_na=False)
+    codes = [c[2:] for c in q.columns if c.startswith("p_")]
+    answers, added = {}, 0
+    for r in q.itertuples():
+        model = set(r.model_codes.split(";")) - {""}
+        answers[r.excerpt_id] = {c: "yes" if (c in model) != (c == "consumer" and r.Index < 3) else "no" for c in codes}
+        added += r.Index < 3 and "consumer" not in model
+    fill_xlsx(queue, answers, reviewer="Ruth", note="reviewed in the test")
+
+    code, stdout, err = audit_cli("audit", "apply", queue)
+    assert code == 0, err
+    store = queue.parent / "reviewed.parquet"
+    assert "20 reviewed excerpts (20 new" in stdout and "random sample: 2 excerpts" in stdout
+    assert f"{added} code(s) added, {3 - added} removed (3 excerpts changed)" in stdout
+    s = read_store(store)
+    assert len(s) == 20 and set(s.reviewer) == {"Ruth"} and set(s.model) == {"default"}
+    assert s.model_sha256.str.len().eq(64).all()
+    code, stdout, err = audit_cli("audit", "apply", queue)
+    assert code == 0 and "20 already stored" in stdout and len(read_store(store)) == 20
+
+    bad = tmp_path / "review" / "bad.xlsx"
+    shutil.copy(queue, bad)
+    fill_xlsx(bad, {q.excerpt_id[0]: {"consumer": "perhaps"}})
+    code, _, err = audit_cli("audit", "apply", bad)
+    assert code == 2 and "sheet 'review', row 2, column" in err and "'perhaps'" in err
+
+    model = tmp_path / "retrained"
+    code, stdout, err = audit_cli("train", ROOT / "corpora" / "training" / "train.csv", "--include-reviewed", store,
+                                  "-o", model)
+    assert code == 0, err
+    assert "(20 reviewed)" in stdout
+    import json
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["training_data"]["reviewed_rows"] == 20

@@ -1,0 +1,296 @@
+"""Bad input: one clear line naming the file, exit status 2, no traceback, no output written."""
+
+import codecs
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "corpora" / "demo"
+
+
+def one_line_error(code, err, *needles):
+    assert code == 2, err
+    lines = [l for l in err.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def study(tmp_path, files: dict[str, bytes], speakers: str | None = None, manifest: str | None = None):
+    d = tmp_path / "study"
+    d.mkdir(exist_ok=True)
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    if manifest is None:
+        manifest = "doc_id,file,trust\n" + "".join(f"{Path(n).stem},{n},A\n" for n in files)
+    (d / "manifest.csv").write_text(manifest, encoding="utf-8")
+    if speakers is not None:
+        (d / "speakers.csv").write_text(speakers, encoding="utf-8")
+    return d
+
+
+GOOD = b"Interviewer: What is involvement for?\nR: It is for hearing people who are never heard, really.\n"
+
+
+@pytest.mark.parametrize("name,data,needle", [
+    ("empty.txt", b"", "the file is empty"),
+    ("binary.txt", bytes(range(256)) * 4, "binary file"),
+    ("latin.txt", "Interviewer: caf\u00e9\nR: na\u00efve\n".encode("utf-8")[:-2] + b"\x81\x8d\x8f\n", "re-save it as UTF-8"),
+])
+def test_unreadable_transcript_alone_is_an_error(run_cli, tmp_path, name, data, needle):
+    out = tmp_path / "out" / "excerpts.csv"
+    code, _, err = run_cli("segment", tmp_path / "study" / name if (study(tmp_path, {name: data})) else None, "-o", out, "--strict")
+    one_line_error(code, err, name, needle)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("data", [codecs.BOM_UTF8 + GOOD, codecs.BOM_UTF16_LE + GOOD.decode().encode("utf-16-le"),
+                                  codecs.BOM_UTF16_BE + GOOD.decode().encode("utf-16-be")])
+def test_bom_encodings_are_decoded(run_cli, tmp_path, data):
+    d = study(tmp_path, {"i.txt": data})
+    out = tmp_path / "x.csv"
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", out)
+    assert code == 0, err
+    assert pd.read_csv(out).text.tolist() == ["It is for hearing people who are never heard, really."]
+
+
+def test_cp1252_is_decoded_with_a_warning(run_cli, tmp_path):
+    d = study(tmp_path, {"i.txt": "Interviewer: Why?\nR: It\u2019s the caf\u00e9 group that matters to us.\n".encode("cp1252")})
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "x.csv")
+    assert code == 0 and "Windows-1252" in err
+
+
+def test_no_speaker_labels_is_one_unknown_speaker_with_a_warning(run_cli, tmp_path):
+    d = study(tmp_path, {"notes.txt": b"We talked about the forum and the survey.\nPeople said it was not listened to.\n"})
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "x.csv")
+    assert code == 0 and "no speaker labels found" in err
+    assert set(pd.read_csv(tmp_path / "x.csv").speaker) == {"unknown"}
+
+
+def test_manifest_naming_a_missing_file(run_cli, tmp_path):
+    d = study(tmp_path, {"a.txt": GOOD}, manifest="doc_id,file,trust\na,a.txt,A\nb,b.txt,B\n")
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "x.csv")
+    one_line_error(code, err, "manifest.csv", "doc 'b' names file 'b.txt', which does not exist")
+
+
+def test_duplicate_doc_ids(run_cli, tmp_path):
+    d = study(tmp_path, {"a.txt": GOOD}, manifest="doc_id,file,trust\na,a.txt,A\na,a.txt,B\n")
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "x.csv")
+    one_line_error(code, err, "manifest.csv", "duplicate doc_id 'a'")
+
+
+def test_speakers_not_in_the_table_are_listed(run_cli, tmp_path):
+    d = study(tmp_path, {"a.txt": GOOD + b"Dr Okafor: And I would add that people know things we do not.\n"},
+              speakers="doc_id,speaker,role\na,R,commissioner\n")
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "x.csv")
+    assert code == 0 and "a/Dr Okafor" in err and "role 'unknown'" in err
+    assert set(pd.read_csv(tmp_path / "x.csv").role) == {"commissioner", "unknown"}
+
+
+def test_one_bad_document_is_skipped_unless_strict(run_cli, tmp_path):
+    d = study(tmp_path, {"good.txt": GOOD, "bad.txt": b"\x00\x01\x02binary"})
+    out = tmp_path / "x.csv"
+    code, stdout, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", out)
+    assert code == 0 and "skipped bad" in err and "binary" in err and "(1 skipped)" in stdout
+    assert set(pd.read_csv(out).doc_id) == {"good"}
+    out.unlink()
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", out, "--strict")
+    one_line_error(code, err, "bad.txt", "binary")
+    assert not out.exists()
+
+
+def test_oversized_transcript_is_refused_with_the_limit(run_cli, tmp_path):
+    big = tmp_path / "study"
+    big.mkdir()
+    with open(big / "huge.txt", "wb") as fh:
+        fh.write(b"R: " + b"and then we talked about the forum. " * (50 * 1024 * 1024 // 36))
+    (big / "manifest.csv").write_text("doc_id,file,trust\nhuge,huge.txt,A\n", encoding="utf-8")
+    code, _, err = run_cli("segment", "--manifest", big / "manifest.csv", "-o", tmp_path / "x.csv", "--strict")
+    one_line_error(code, err, "huge.txt", "transcripts over 20 MB are refused")
+
+
+@pytest.mark.slow
+def test_a_200000_character_turn_is_handled(run_cli, tmp_path):
+    sentence = b"We talked about the forum and whether anyone listened to it at all "
+    d = study(tmp_path, {"long.txt": b"Interviewer: Go on.\nR: " + sentence * (200_000 // len(sentence)) + b"\n"})
+    out = tmp_path / "x.csv"
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", out)
+    assert code == 0, err
+    ex = pd.read_csv(out)
+    assert len(ex) > 100 and ex.n_words.max() <= 120
+
+
+@pytest.mark.parametrize("yaml_text,needle", [
+    ("codes:\n  - id: a\n    definition: x\n  - id: a\n    definition: y\n", "duplicate code id 'a'"),
+    ("codes:\n  - id: a\n    label: A\n", "code 'a' has no definition"),
+    ("codes:\n  - id: a\n    definition: x\n   - id: b\n", "bad YAML at line 4"),
+])
+def test_codebook_errors_in_train(run_cli, tmp_path, yaml_text, needle):
+    cb = tmp_path / "cb.yaml"
+    cb.write_text(yaml_text, encoding="utf-8")
+    coded = tmp_path / "coded.csv"
+    coded.write_text("text,codes\nhello there,a\n", encoding="utf-8")
+    code, _, err = run_cli("train", coded, "--codebook", cb, "-o", tmp_path / "m")
+    one_line_error(code, err, "cb.yaml", needle)
+    assert not (tmp_path / "m").exists()
+
+
+def test_training_data_errors(run_cli, tmp_path):
+    cb = tmp_path / "cb.yaml"
+    cb.write_text("codes:\n  - id: a\n    definition: x\n  - id: b\n    definition: y\n", encoding="utf-8")
+    coded = tmp_path / "coded.csv"
+    coded.write_text("text,codes\nfirst one,a\nsecond one,zzz\n", encoding="utf-8")
+    code, _, err = run_cli("train", coded, "--codebook", cb, "-o", tmp_path / "m")
+    one_line_error(code, err, "coded.csv", "row 3", "zzz", "not in the codebook")
+    rows = "".join(f"text number {i},a\n" for i in range(20)) + "".join(f"other text {i},b\n" for i in range(3))
+    coded.write_text("text,codes\n" + rows, encoding="utf-8")
+    code, _, err = run_cli("train", coded, "--codebook", cb, "-o", tmp_path / "m", "--features", "tfidf")
+    one_line_error(code, err, "at least 5 coded examples", "b (3)")
+    coded.write_text("text,codes\nfine,a\n,b\n", encoding="utf-8")
+    code, _, err = run_cli("train", coded, "--codebook", cb, "-o", tmp_path / "m")
+    one_line_error(code, err, "coded.csv", "no text", "rows 3")
+    assert not (tmp_path / "m").exists()
+
+
+def test_csv_without_text_column_and_empty_rows(run_cli, tmp_path):
+    t = tmp_path / "t.csv"
+    t.write_text("id,words\n1,hello\n", encoding="utf-8")
+    code, _, err = run_cli("predict", t, "-o", tmp_path / "p.csv")
+    one_line_error(code, err, "t.csv", "missing column(s) text")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def copy_model(tmp_path) -> Path:
+    m = tmp_path / "model"
+    shutil.copytree(ROOT / "models" / "default", m)
+    return m
+
+
+@pytest.mark.slow
+def test_model_with_another_encoder_is_refused(run_cli, tmp_path):
+    m = copy_model(tmp_path)
+    man = json.loads((m / "manifest.json").read_text())
+    man["encoder"]["id"] = "some-other-encoder-123"
+    (m / "manifest.json").write_text(json.dumps(man))
+    t = tmp_path / "t.csv"
+    t.write_text("text\nhello\n", encoding="utf-8")
+    code, _, err = run_cli("predict", t, "--model", m, "-o", tmp_path / "p.csv")
+    one_line_error(code, err, "some-other-encoder-123", "retrain")
+
+
+@pytest.mark.slow
+def test_test_data_with_another_codebook_is_refused(run_cli, tmp_path):
+    t = tmp_path / "t.csv"
+    t.write_text("text,codes\nhello,educational\n", encoding="utf-8")
+    code, _, err = run_cli("evaluate", "--test", t, "-o", tmp_path / "ev")
+    one_line_error(code, err, "t.csv", "educational", "not in the codebook")
+
+
+def test_tampered_or_unsafe_model_files_are_refused(run_cli, tmp_path):
+    import hashlib
+
+    import skops.io as sio
+
+    m = copy_model(tmp_path)
+    t = tmp_path / "t.csv"
+    t.write_text("text\nhello\n", encoding="utf-8")
+    est = m / "estimator.skops"
+    data = bytearray(est.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    est.write_bytes(bytes(data))
+    code, _, err = run_cli("predict", t, "--model", m, "-o", tmp_path / "p.csv")
+    one_line_error(code, err, "estimator.skops does not match the sha256")
+    # a file with the right hash but a type that is not allowed is refused too
+    from fractions import Fraction
+
+    sio.dump({"vectorizer": None, "estimators": [Fraction(1, 3)]}, est)
+    man = json.loads((m / "manifest.json").read_text())
+    man["files"]["estimator.skops"] = hashlib.sha256(est.read_bytes()).hexdigest()
+    (m / "manifest.json").write_text(json.dumps(man))
+    code, _, err = run_cli("predict", t, "--model", m, "-o", tmp_path / "p.csv")
+    one_line_error(code, err, "types that are not allowed", "fractions.Fraction")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_internal_errors_exit_1_with_a_hint(monkeypatch, run_cli, tmp_path):
+    import discourse.transcripts as tr
+
+    def boom(*a, **k):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(tr, "read_transcripts", boom)
+    monkeypatch.setattr("discourse.study.read_transcripts", boom)
+    d = study(tmp_path, {"a.txt": GOOD})
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "x.csv")
+    assert code == 1 and "internal error" in err and "--debug" in err and "Traceback" not in err
+    code, _, err = run_cli("--debug", "segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "x.csv")
+    assert code == 1 and "Traceback" in err
+
+
+@pytest.mark.slow
+def test_killed_batch_leaves_only_complete_files_and_resumes(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "discourse.cli", "classify", "--manifest", str(DEMO / "manifest.csv"), "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((out / ".cache" / "docs").glob("*.parquet"))) < 3:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = list((out / ".cache" / "docs").glob("*.parquet"))
+    assert 3 <= len(done) < 27, "the batch finished before it could be interrupted"
+    for f in done:
+        pd.read_parquet(f)  # every finished file is complete
+    assert not (out / "predictions.parquet").exists()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"({len(done)} reused)" in r.stdout or f"({len(done) + 1} reused)" in r.stdout
+    assert not list(out.rglob(".*.tmp"))
+    pred = pd.read_parquet(out / "predictions.parquet")
+    assert pred.doc_id.nunique() == 27
+
+
+@pytest.mark.slow
+def test_the_whole_pipeline_makes_no_network_connection(monkeypatch, run_cli, tmp_path):
+    import socket
+
+    attempts = []
+
+    def refuse(self, address, *a, **k):
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: refuse(None, a))
+    man = pd.read_csv(DEMO / "manifest.csv", dtype=str)
+    man = man[man.doc_id.isin(["A02", "BFG"])]
+    d = tmp_path / "study"
+    (d / "transcripts").mkdir(parents=True)
+    for f in man.file:
+        shutil.copy(DEMO / f, d / f)
+    man.to_csv(d / "manifest.csv", index=False)
+    shutil.copy(DEMO / "speakers.csv", d / "speakers.csv")
+    out = tmp_path / "out"
+    assert run_cli("classify", "--manifest", d / "manifest.csv", "-o", out)[0] == 0
+    assert run_cli("profile", out, "-o", out / "profiles.xlsx")[0] == 0
+    assert run_cli("report", out, "--redact")[0] == 0
+    assert attempts == []
+    html = (out / "report.html").read_text(encoding="utf-8")
+    speakers = pd.read_csv(d / "speakers.csv")
+    names = [s for s in speakers[speakers.doc_id.isin(["A02", "BFG"])].speaker if len(s) > 3 and s not in ("Interviewer", "Facilitator")]
+    quotes = html.split('id="evidence"')[1].split('id="model"')[0]
+    for n in names:
+        for part in n.replace("Dr ", "").split():
+            assert f"“{part}" not in quotes and f" {part} " not in quotes.split("<span class=\"src\">")[0]
