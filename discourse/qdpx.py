@@ -343,7 +343,7 @@ class _Reader:
                 raise DiscourseError(
                     f"{self.where(el)}: the source has {how}, so its {len(selections)} selection(s) cannot be read: "
                     "export the project with sources embedded", self.path)
-            self.warnings.append(f"source '{name}' skipped: it has {how}")
+            self.warnings.append(f"source '{name}' ignored: it has {how}")
             return
         self.sources.append({"guid": guid, "name": name, "text": text})
         for sel in selections:
@@ -482,7 +482,7 @@ class _Reader:
                 cases.append({"guid": pseudo, "name": "", "variables": values})
                 links.append({"case_guid": pseudo, "source_guid": source_guid, "start": None, "end": None})
         for kind, n in sorted(self.skipped_media.items()):
-            self.warnings.append(f"{n} {kind} element(s) skipped: only text (and PDF text representations) is imported")
+            self.warnings.append(f"{n} {kind} element(s) ignored: only text sources (and PDF text representations) are imported")
         return QdpxProject(
             name=self.name, origin=self.origin, users=dict(self.users),
             codes=pd.DataFrame(self.codes, columns=CODE_COLUMNS),
@@ -569,7 +569,7 @@ def resolve_codes(codes: pd.DataFrame, code_map: dict[str, list[str]] | None, co
         return out, [k for k in code_map if k not in used]
     ids = {c.lower(): c for c in (codebook_ids or [])}
     for g, name, path in zip(codes["guid"], codes["name"], codes["path"]):
-        hit = ids.get(slug(path)) or ids.get(name.strip().lower())
+        hit = ids.get(slug(path))
         out[g] = [hit] if hit else None
     return out, []
 

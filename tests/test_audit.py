@@ -337,9 +337,42 @@ def test_other_bad_files(tmp_path):
         write_queue(pd.DataFrame(columns=queue_columns(CODES)), CODES, tmp_path / "q.parquet")
 
 
-VALUES = st.sampled_from(["", "yes", "no", "Y", "n", "1", "0", "maybe", "1.5", "-1", "nan", "é", ",", '"', "\n",
-                          "random", "uncertain", "D00-001", "consumer;empowered", "xyz"])
+VALUES = st.sampled_from(["", "yes", "no", "Y", "n", "1", "0", "maybe", "1.5", "-1", "nan", "inf", "é", ",", '"',
+                          "\n", "random", "uncertain", "D00-001", "consumer;empowered", "xyz"])
 HEADER_POOL = queue_columns(CODES) + ["p_other", "other", "", "Unnamed: 3"]
+OK = 6  # valid values are repeated so that most rows pass and the fuzzing reaches every check
+CELL = {
+    **{c: st.sampled_from(["", "yes", "no"] * OK + ["Y", "n", "1", "0", "1.0", "maybe", " YES "]) for c in CODES},
+    **{f"p_{c}": st.sampled_from(["0.5"] * OK + ["0", "1", "", "2", "-0.1", "x", "nan", "1e-3"]) for c in CODES},
+    "sample": st.sampled_from(["random", "uncertain"] * OK + ["", "other"]),
+    "start": st.sampled_from(["12"] * OK + ["0", "3.0", "", "x", "inf", "-1"]),
+    "end": st.sampled_from(["40"] * OK + ["5", "", "1e400"]),
+    "excerpt_id": st.sampled_from(["a", "b", "c", "d", "e", "f"] * 3 + [""]),
+    "model_codes": st.sampled_from(["", "consumer"] * OK + ["consumer;stakeholder", "nope", " ; ", "empowered,consumer"]),
+    "reviewer": st.sampled_from(["", "Ruth", "Ruth", "Ruth", "Sam"]),
+    "text": st.sampled_from(["We answer to customers."] * OK + ["", " ", "Line one\nline two, \"quoted\""]),
+}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.fixed_dictionaries(CELL), min_size=0, max_size=5),
+       drop=st.sampled_from([[]] * 4 + [[c] for c in queue_columns(CODES)]),
+       extra=st.sampled_from([[]] * 6 + [["p_other"], ["other"], ["Unnamed: 3"]]))
+def test_fuzzed_review_tables_only_raise_discourse_errors(tmp_path, rows, drop, extra):
+    df = pd.DataFrame(rows, columns=queue_columns(CODES)).astype(object).fillna("")
+    df = df.drop(columns=[c for c in drop if c in df.columns])
+    for c in extra:
+        df[c] = "x"
+    path = tmp_path / "fuzz.csv"
+    df.to_csv(path, index=False)
+    try:
+        out = read_review(path, CODES)
+    except DiscourseError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+    else:
+        assert set(out.columns) >= {"excerpt_id", "codes", "reviewer"}
+        assert out.attrs["skipped"] + len(out) == len(df)
+        assert all(set(v.split(";")) - {""} <= set(CODES) for v in out.codes)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
