@@ -200,9 +200,10 @@ def select_for_review(pred: pd.DataFrame, turns: pd.DataFrame | None, texts: Map
       likely to be wrong (``wrong_probability``), taken round-robin over strata
       (role, the code whose decision is most doubtful), most doubtful first,
       at most ``per_doc_cap`` per document (default ``default_per_doc_cap``:
-      twice the even share, at least 2). If the cap or the pool runs dry, the
-      next most doubtful excerpts fill the budget within the cap. ``exclude``
-      (e.g. excerpts already reviewed) only limits this part.
+      twice the document's share by size, at least 2). If the pool runs dry
+      under the cap, the next most doubtful excerpts fill the budget, still
+      within the cap (so an explicit cap may leave the queue short).
+      ``exclude`` (e.g. excerpts already reviewed) only limits this part.
 
     The queue is sorted by document and position; reviewer columns are empty.
     """
@@ -446,6 +447,14 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, str | None, list[int]]:
     try:
         name = REVIEW_SHEET if REVIEW_SHEET in wb.sheetnames else wb.sheetnames[0]
         rows = list(wb[name].iter_rows(values_only=True))
+        about = {}
+        if INSTRUCTIONS_SHEET in wb.sheetnames:
+            lines = [_cell_str(r[0]) for r in wb[INSTRUCTIONS_SHEET].iter_rows(values_only=True) if r]
+            if "About this queue" in lines:
+                for line in lines[lines.index("About this queue") + 1:]:
+                    key, sep, value = line.partition(": ")
+                    if sep:
+                        about[key] = value
     finally:
         wb.close()
     if not rows:
@@ -474,7 +483,9 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, str | None, list[int]]:
         if any(vals):
             body.append(vals)
             numbers.append(k)
-    return pd.DataFrame(body, columns=header, dtype=object), name, numbers
+    df = pd.DataFrame(body, columns=header, dtype=object)
+    df.attrs["about"] = about
+    return df, name, numbers
 
 
 def _where(path: Path, sheet: str | None, row: int | None, col: str | None, columns: list[str]) -> str:
@@ -503,7 +514,8 @@ def read_review(path: str | os.PathLike, codes: Sequence[str], reviewer: str | N
     name used elsewhere in the file. Errors name the sheet, row and column.
 
     Returns one row per reviewed excerpt: the queue's excerpt columns, sample,
-    model_codes, p_<code>, ``codes`` (the reviewer's, ';'-joined), notes, reviewer.
+    model_codes, p_<code>, ``codes`` (the reviewer's, ';'-joined), notes, reviewer;
+    ``attrs["about"]`` holds the XLSX queue's provenance lines (model, predictions).
     """
     path = Path(path)
     codes = list(codes)
@@ -595,6 +607,7 @@ def read_review(path: str | os.PathLike, codes: Sequence[str], reviewer: str | N
     out = out.drop(columns="_row")
     out.attrs["skipped"] = skipped
     out.attrs["file"] = path.name
+    out.attrs["about"] = df.attrs.get("about", {})
     return out
 
 

@@ -364,6 +364,15 @@ def run_cmd(output, model_dir):
     click.echo(f"report   -> {(out / 'report.html').resolve()}")
 
 
+def _add_command_groups() -> None:
+    from .cli_exchange import add_exchange_commands
+
+    add_exchange_commands(cli)
+
+
+_add_command_groups()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors are one line and exit 2; internal errors exit 1."""
     argv = list(sys.argv[1:] if argv is None else argv)

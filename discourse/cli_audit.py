@@ -69,9 +69,10 @@ def select_cmd(predictions, budget, random_share, per_doc_cap, seed, model_dir, 
     exclude = read_store(store)["excerpt_id"].tolist() if store and Path(store).exists() else []
     queue = select_for_review(pred, turns, texts, codes, thresholds, budget, random_share=random_share,
                               per_doc_cap=per_doc_cap, seed=seed, exclude=exclude)
-    about = {"predictions": str(Path(predictions).resolve().name), "model": run_model.get("folder") or info["model"],
-             "model manifest sha256": info["model_sha256"] if not fp or info["model_sha256"].startswith(fp) else fp,
-             "seed": seed, "budget": budget, "random share": random_share}
+    same = not fp or info["model_sha256"].startswith(fp)
+    about = {"predictions": Path(predictions).resolve().name, "model": run_model.get("folder") or info["model"],
+             "model manifest sha256": info["model_sha256"] if same else fp,
+             "budget": budget, "random share": random_share, "seed": seed}
     write_queue(queue, codes, output, codebook=manifest.get("codebook"), about=about)
     n_rand = int((queue["sample"] == "random").sum())
     if len(queue) < budget:
@@ -95,8 +96,13 @@ def apply_cmd(reviewed, store, model_dir, reviewer):
     manifest = read_model_manifest(model_dir)
     codes = list(manifest["codes"])
     df = read_review(reviewed, codes, reviewer=reviewer)
+    info = model_info(model_dir)
+    made_by = df.attrs.get("about", {}).get("model manifest sha256", "")
+    if made_by and not info["model_sha256"].startswith(made_by):
+        _warn(f"{reviewed} was made from the predictions of model '{df.attrs['about'].get('model')}' ({made_by[:16]}), "
+              f"but --model is {model_dir} ({info['model_sha256'][:16]}): give --model the model that made them")
     store_path = Path(store) if store else Path(reviewed).parent / "reviewed.parquet"
-    summary = apply_review(df, store_path, model_info(model_dir), codes=codes)
+    summary = apply_review(df, store_path, info, codes=codes)
     click.echo(f"{summary['applied']} reviewed excerpts ({summary['new']} new, {summary['updated']} changed, "
                f"{summary['unchanged']} already stored); {summary['skipped_blank']} rows with no answer skipped "
                f"-> {store_path} ({summary['store_rows']} rows)")

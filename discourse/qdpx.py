@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import functools
 import io
 import json
 import os
@@ -41,7 +42,8 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import Callable
 from xml.etree import ElementTree as ET
 
 import pandas as pd
@@ -60,7 +62,6 @@ GUID_NAMESPACE = uuid.UUID("6f1c3e1a-52b7-5d0e-9a53-2c1f0d6b7e41")  # fixed: gui
 MAX_SOURCE_BYTES = 200 * 1024 * 1024
 PALETTE = ("#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F",
            "#BCBD22", "#17BECF")
-GUID_RE = re.compile(r"^(\{)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?(1)\})$")
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _VALUE_TAGS = ("TextValue", "BooleanValue", "IntegerValue", "FloatValue", "DateValue", "DateTimeValue")
 _META = ("role", "trust")
@@ -69,6 +70,7 @@ _META = ("role", "trust")
 # --- small helpers ------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=512)
 def _local(tag: str) -> str:
     """``{urn:QDA-XML:project:1.0}Code`` -> ``Code`` (any namespace version)."""
     return tag.rsplit("}", 1)[-1]
@@ -87,6 +89,13 @@ def _children(el: ET.Element, name: str) -> list[ET.Element]:
 
 def _text(el: ET.Element | None) -> str:
     return "" if el is None or el.text is None else el.text
+
+
+def _parse_error(exc: ET.ParseError) -> str:
+    """``line 4, column 52: the XML is not well-formed (mismatched tag)``."""
+    line, col = getattr(exc, "position", (0, 0))
+    what = str(exc).rsplit(": line", 1)[0].removeprefix("not well-formed ").strip("()")
+    return f"line {line}, column {col}: the XML is not well-formed ({what})"
 
 
 def norm_guid(value: str | None) -> str:
@@ -214,6 +223,8 @@ def _internal_member(ref: str, members: dict[str, str]) -> str | None:
     return None
 
 
+CODING_COLUMNS = ["selection_guid", "source_guid", "source", "start", "end", "text", "code_guid", "code", "coder",
+                  "coding_guid", "note"]
 CODE_COLUMNS = ["guid", "name", "path", "parent_guid", "codable", "color", "description"]
 
 
@@ -259,7 +270,7 @@ class _Reader:
         self.case_refs: list[tuple[str, str, str]] = []  # (case_guid, kind, target guid)
         self.sources: list[dict] = []
         self.spans: dict[str, tuple[str, int, int]] = {}  # selection guid -> (source guid, start, end)
-        self.codings: list[dict] = []
+        self.codings: list[tuple] = []  # (selection, source guid, source name, start, end, code, user, coding, notes)
         self.source_codings: list[tuple[str, str]] = []  # whole-source Coding: (source guid, code guid)
         self.source_vars: list[tuple[str, str, str]] = []  # (source guid, variable guid, value)
         self.notes: dict[str, str] = {}
@@ -356,41 +367,41 @@ class _Reader:
             self.source_vars.append((guid, var, value))
 
     def selection(self, sel: ET.Element, source_guid: str, source_name: str, text: str) -> None:
-        where = self.where(sel, f" in TextSource '{source_name}'")
         sguid = norm_guid(sel.get("guid"))
+
+        def fail(what: str):
+            raise DiscourseError(f"{self.where(sel)} in TextSource '{source_name}': {what}", self.path)
+
         if not sguid:
-            raise DiscourseError(f"{where}: a PlainTextSelection needs a guid attribute", self.path)
+            fail("a PlainTextSelection needs a guid attribute")
         try:
             start, end = int(sel.get("startPosition")), int(sel.get("endPosition"))
         except (TypeError, ValueError):
-            raise DiscourseError(f"{where}: startPosition and endPosition must be whole numbers", self.path) from None
+            fail("startPosition and endPosition must be whole numbers")
         if start < 0 or end < start:
-            raise DiscourseError(f"{where}: startPosition {start} and endPosition {end} do not make a span", self.path)
+            fail(f"startPosition {start} and endPosition {end} do not make a span")
         if end > len(text):
-            raise DiscourseError(
-                f"{where}: endPosition {end} is beyond the end of the source's text ({len(text)} characters)", self.path)
+            fail(f"endPosition {end} is beyond the end of the source's text ({len(text)} characters)")
         self.spans[sguid] = (source_guid, start, end)
         sel_user = norm_guid(sel.get("creatingUser") or sel.get("modifyingUser"))
-        for coding in _children(sel, "Coding"):
+        for coding in sel:
+            if _local(coding.tag) != "Coding":
+                continue
             ref = _child(coding, "CodeRef")
             if ref is None or not ref.get("targetGUID"):
-                raise DiscourseError(f"{self.where(coding)} in {where[len('project.qde: '):]}: a Coding needs a CodeRef", self.path)
-            user = norm_guid(coding.get("creatingUser")) or sel_user
-            self.codings.append({
-                "selection_guid": sguid, "source_guid": source_guid, "source": source_name, "start": start, "end": end,
-                "code_guid": norm_guid(ref.get("targetGUID")), "user": user, "coding_guid": norm_guid(coding.get("guid")),
-                "notes": [norm_guid(n.get("targetGUID")) for n in _children(coding, "NoteRef")],
-                "where": f"{self.where(coding)} in {where[len('project.qde: '):]}",
-            })
+                fail(f"Coding guid={coding.get('guid')} needs a CodeRef")
+            notes = tuple(norm_guid(n.get("targetGUID")) for n in coding if _local(n.tag) == "NoteRef")
+            self.codings.append((sguid, source_guid, source_name, start, end, norm_guid(ref.get("targetGUID")),
+                                 norm_guid(coding.get("creatingUser")) or sel_user, norm_guid(coding.get("guid")), notes))
 
     # the stream ------------------------------------------------------------
     def parse(self, stream) -> None:
-        stack: list[str] = []
+        stack: list[ET.Element] = []
         try:
             for event, el in ET.iterparse(stream, events=("start", "end")):
                 name = _local(el.tag)
                 if event == "start":
-                    stack.append(name)
+                    stack.append(el)
                     if len(stack) == 1:
                         if name != "Project":
                             raise DiscourseError(
@@ -399,7 +410,8 @@ class _Reader:
                         self.atlas = "atlas" in self.origin.lower()
                     continue
                 stack.pop()
-                parent = stack[-1] if stack else None
+                up = stack[-1] if stack else None
+                parent = _local(up.tag) if up is not None else None
                 if name == "User" and parent == "Users":
                     self.users[norm_guid(el.get("guid"))] = el.get("name") or el.get("id") or el.get("guid") or ""
                 elif name == "Codes" and parent == "CodeBook":
@@ -412,8 +424,8 @@ class _Reader:
                 elif name == "TextSource" and parent == "Sources":
                     self.text_source(el)
                     el.clear()
-                elif name == "Representation" and parent == "PDFSource":
-                    self.text_source(el, label=None)
+                elif name == "Representation" and parent == "PDFSource":  # a PDF's plain text
+                    self.text_source(el, label=up.get("name"))
                     el.clear()
                 elif name in ("PictureSource", "AudioSource", "VideoSource", "PDFSource") and parent == "Sources":
                     if name != "PDFSource":
@@ -425,9 +437,7 @@ class _Reader:
                 if len(stack) == 1:  # a top-level block is done: free it
                     el.clear()
         except ET.ParseError as exc:
-            line, col = getattr(exc, "position", (0, 0))
-            msg = str(exc).split(":")[0]
-            raise DiscourseError(f"project.qde line {line}, column {col}: the XML is not well-formed ({msg})", self.path) from None
+            raise DiscourseError(f"project.qde {_parse_error(exc)}", self.path) from None
 
     # after the stream: links that may point forward -------------------------------
     def result(self) -> QdpxProject:
@@ -438,22 +448,18 @@ class _Reader:
         codes_by_guid = {c["guid"]: c for c in self.codes}
         texts = {s["guid"]: s["text"] for s in self.sources}
         rows, links = [], []
-        for c in self.codings:
-            g = c["code_guid"]
+        for sguid, source_guid, source, start, end, g, user, coding_guid, notes in self.codings:
             if g in case_guids:  # NVivo-style case coding: the text belongs to the case
-                links.append({"case_guid": g, "source_guid": c["source_guid"], "start": c["start"], "end": c["end"]})
+                links.append({"case_guid": g, "source_guid": source_guid, "start": start, "end": end})
                 continue
             if g not in code_guids:
                 raise DiscourseError(
-                    f"{c['where']}: its CodeRef targetGUID {g} is not a Code in the CodeBook (nor a Case)", self.path)
-            text = texts[c["source_guid"]][c["start"]:c["end"]]
-            rows.append({
-                "selection_guid": c["selection_guid"], "source_guid": c["source_guid"], "source": c["source"],
-                "start": c["start"], "end": c["end"], "text": text, "code_guid": g, "code": codes_by_guid[g]["path"],
-                "coder": self.users.get(c["user"], "unknown") if c["user"] else "unknown",
-                "coding_guid": c["coding_guid"],
-                "note": "\n".join(self.notes[n] for n in c["notes"] if self.notes.get(n)),
-            })
+                    f"project.qde: Coding guid={coding_guid} in PlainTextSelection guid={sguid} in TextSource "
+                    f"'{source}': its CodeRef targetGUID {g} is not a Code in the CodeBook (nor a Case)", self.path)
+            rows.append((sguid, source_guid, source, start, end, texts[source_guid][start:end], g,
+                         codes_by_guid[g]["path"], self.users.get(user, "unknown") if user else "unknown",
+                         coding_guid, "\n".join(self.notes[n] for n in notes if self.notes.get(n))))
+        self.codings = []
         for source_guid, g in self.source_codings:
             if g in case_guids:
                 links.append({"case_guid": g, "source_guid": source_guid, "start": None, "end": None})
@@ -486,9 +492,8 @@ class _Reader:
         return QdpxProject(
             name=self.name, origin=self.origin, users=dict(self.users),
             codes=pd.DataFrame(self.codes, columns=CODE_COLUMNS),
-            sources=pd.DataFrame(self.sources, columns=["guid", "name", "text"]),
-            codings=pd.DataFrame(rows, columns=["selection_guid", "source_guid", "source", "start", "end", "text",
-                                                "code_guid", "code", "coder", "coding_guid", "note"]),
+            sources=pd.DataFrame(self.sources, columns=["guid", "name", "text"], dtype=object),  # texts kept once, not copied
+            codings=pd.DataFrame.from_records(rows, columns=CODING_COLUMNS),
             cases=pd.DataFrame(cases, columns=["guid", "name", "variables"]),
             case_links=pd.DataFrame(links, columns=["case_guid", "source_guid", "start", "end"]),
             warnings=self.warnings,
@@ -569,7 +574,7 @@ def resolve_codes(codes: pd.DataFrame, code_map: dict[str, list[str]] | None, co
         return out, [k for k in code_map if k not in used]
     ids = {c.lower(): c for c in (codebook_ids or [])}
     for g, name, path in zip(codes["guid"], codes["name"], codes["path"]):
-        hit = ids.get(slug(path))
+        hit = ids.get(slug(path)) or ids.get(name.strip().lower())
         out[g] = [hit] if hit else None
     return out, []
 
@@ -663,7 +668,7 @@ def code_coverage(project: QdpxProject, code_map: dict[str, list[str]] | None = 
     mapping, _ = resolve_codes(project.codes, code_map, codebook_ids)
     used = project.codings.groupby(["code_guid", "code"])["selection_guid"].nunique().reset_index(name="selections")
     used["mapped_to"] = [";".join(mapping.get(g) or []) for g in used["code_guid"]]
-    used = used.sort_values(["mapped_to", "selections", "code"], ascending=[True, False, True], key=None, kind="stable")
+    used = used.sort_values(["mapped_to", "selections", "code"], ascending=[True, False, True], kind="stable")
     return used[["code", "selections", "mapped_to"]].reset_index(drop=True)
 
 
@@ -828,7 +833,7 @@ def _zip_bytes(members: list[tuple[str, bytes]], created: str) -> bytes:
     return buf.getvalue()
 
 
-def _newline_map(text: str) -> tuple[str, callable]:
+def _newline_map(text: str) -> tuple[str, Callable[[int], int]]:
     """Text with ``\\n`` line ends, and a function from old offsets to new ones."""
     removed = [m.start() for m in re.finditer("\r\n", text)]
     new = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -986,8 +991,7 @@ def import_qdc(path: str | os.PathLike) -> dict:
         try:
             root = ET.parse(path).getroot()
         except ET.ParseError as exc:
-            line, col = getattr(exc, "position", (0, 0))
-            raise DiscourseError(f"line {line}, column {col}: the XML is not well-formed ({str(exc).split(':')[0]})", path) from None
+            raise DiscourseError(_parse_error(exc), path) from None
         if _local(root.tag) != "CodeBook":
             raise DiscourseError(f"the root element is <{_local(root.tag)}>, not <CodeBook>: not a REFI-QDA codebook", path)
         codes_el = _child(root, "Codes")

@@ -139,7 +139,8 @@ def main(argv=None) -> int:
     ap.add_argument("--png", default=str(ROOT / "docs" / "audit-curve.png"))
     ap.add_argument("--seeds", type=int, default=5, help="seeds of the tool's selection to average")
     ap.add_argument("--random-seeds", type=int, default=20, help="seeds of random selection to average")
-    ap.add_argument("--round-seeds", type=int, default=3, help="seeds of the random-100 comparison round")
+    ap.add_argument("--round-seeds", type=int, default=3, help="seeds of each audit round")
+    ap.add_argument("--round-size", type=int, nargs="+", default=[100], help="excerpts reviewed in a round")
     ap.add_argument("--no-retrain", action="store_true", help="only the curve")
     args = ap.parse_args(argv)
 
@@ -171,22 +172,26 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        runs = [("audit select (90 uncertain + 10 random)", 0.10, 0)]
-        runs += [(f"100 random (seed {s})", 1.0, s) for s in range(args.round_seeds)]
-        for label, share, seed in runs:
-            chosen, new = audit_round(model, pred, test, train, 100, share, seed, work)
-            rest = ~test["id"].astype(str).isin(chosen)
-            texts, sets = test.loc[rest, "text"].tolist(), test.loc[rest, "codes"].tolist()
-            before, after = macro_f1(model, texts, sets), macro_f1(new, texts, sets)
-            rows.append({"round": label, "rest": int(rest.sum()),
-                         "wrong_in_queue": int(wrong[~rest.to_numpy()].sum()),
-                         "before": before, "after": after})
-            print(f"{label}: {time.time() - t0:.0f}s")
-    print("\n| reviewed excerpts | model errors among them | rest of test split | macro-F1 before | after | change |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['round']} | {r['wrong_in_queue']} | {r['rest']} | {r['before']:.3f} | {r['after']:.3f} | "
-              f"{r['after'] - r['before']:+.3f} |")
+        for size in args.round_size:
+            for kind, share in (("audit select", 0.10), ("random", 1.0)):
+                for seed in range(args.round_seeds):
+                    chosen, new = audit_round(model, pred, test, train, size, share, seed, work)
+                    rest = ~test["id"].astype(str).isin(chosen)
+                    texts, sets = test.loc[rest, "text"].tolist(), test.loc[rest, "codes"].tolist()
+                    rows.append({"size": size, "kind": kind, "seed": seed, "rest": int(rest.sum()),
+                                 "wrong_in_queue": int(wrong[~rest.to_numpy()].sum()),
+                                 "before": macro_f1(model, texts, sets), "after": macro_f1(new, texts, sets)})
+                    print(f"{size} {kind} seed {seed}: {time.time() - t0:.0f}s", file=sys.stderr)
+    res = pd.DataFrame(rows)
+    res["change"] = res["after"] - res["before"]
+    print("\n| reviewed | selection | seed | model errors among them | rest of test split | macro-F1 before | after | change |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in res.itertuples():
+        print(f"| {r.size} | {r.kind} | {r.seed} | {r.wrong_in_queue} | {r.rest} | {r.before:.3f} | {r.after:.3f} | "
+              f"{r.change:+.3f} |")
+    for (size, kind), g in res.groupby(["size", "kind"], sort=False):
+        print(f"| {size} | {kind} | mean | {g.wrong_in_queue.mean():.1f} | {g.rest.iloc[0]} | {g.before.mean():.3f} | "
+              f"{g.after.mean():.3f} | {g.change.mean():+.3f} |")
     return 0
 
 

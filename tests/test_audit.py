@@ -31,7 +31,7 @@ MODEL_INFO = {"model": "default", "model_sha256": "ab" * 32}
 ROLES = ["nurse", "psychiatrist", "service_user"]
 
 
-def make_study(n_docs=6, per_doc=30, seed=1):
+def make_study(n_docs=6, per_doc=30, seed=1, codes=CODES, thresholds=THRESHOLDS):
     """A predictions table, its turns and canonical texts: two turns per question, five excerpts per turn."""
     rng = np.random.default_rng(seed)
     rows, turns, texts = [], [], {}
@@ -61,11 +61,11 @@ def make_study(n_docs=6, per_doc=30, seed=1):
                 turn += 1
         texts[doc_id] = "".join(parts)
     pred = pd.DataFrame(rows)
-    P = rng.beta(0.4, 0.4, size=(len(pred), len(CODES)))
-    for j, c in enumerate(CODES):
+    P = rng.beta(0.4, 0.4, size=(len(pred), len(codes)))
+    for j, c in enumerate(codes):
         pred[f"p_{c}"] = P[:, j]
-    t = np.array([THRESHOLDS[c] for c in CODES])
-    pred["codes"] = [";".join(c for c, h in zip(CODES, row) if h) for row in P >= t]
+    t = np.array([thresholds[c] for c in codes])
+    pred["codes"] = [";".join(c for c, h in zip(codes, row) if h) for row in P >= t]
     return pred, pd.DataFrame(turns), texts
 
 
@@ -440,6 +440,45 @@ def audit_cli(run_cli):
     if "audit" not in cli.commands:
         add_audit_commands(cli)
     return run_cli
+
+
+def test_cli_select_and_apply_on_a_classify_folder(audit_cli, tmp_path):
+    import json
+
+    manifest = json.loads((ROOT / "models" / "default" / "manifest.json").read_text())
+    codes, thresholds = manifest["codes"], manifest["thresholds"]
+    pred, turns, texts = make_study(codes=codes, thresholds=thresholds)
+    out = tmp_path / "out"
+    (out / "texts").mkdir(parents=True)
+    pred.to_parquet(out / "predictions.parquet")
+    turns.to_parquet(out / "turns.parquet")
+    for d, t in texts.items():
+        (out / "texts" / f"{d}.txt").write_text(t, encoding="utf-8")
+    (out / "run.json").write_text(json.dumps({"model": {"folder": "default", "thresholds": thresholds}}))
+    queue = tmp_path / "queue.xlsx"
+    code, stdout, err = audit_cli("audit", "select", out / "predictions.parquet", "--budget", 15, "--per-doc-cap", 3,
+                                  "--seed", 3, "-o", queue)
+    assert code == 0, err
+    assert "15 excerpts (13 uncertain, 2 random) from 6 documents" in stdout and err == ""
+    q = pd.read_excel(queue, dtype=str, keep_default_na=False)
+    assert q.query("sample == 'uncertain'").doc_id.value_counts().max() <= 3
+    assert q.context_before.str.len().gt(0).all()
+    fill_xlsx(queue, {e: {"consumer": "no"} for e in q.excerpt_id[:4]}, reviewer="Ruth")
+    store = tmp_path / "store" / "reviewed.parquet"
+    code, stdout, err = audit_cli("audit", "apply", queue, "--store", store)
+    assert code == 0, err
+    assert f"4 reviewed excerpts (4 new, 0 changed, 0 already stored); 11 rows with no answer skipped -> {store}" in stdout
+    assert "corrections in 4 reviewed excerpts" in stdout
+    # a queue made from another model's predictions is flagged
+    other = tmp_path / "other-model"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({**manifest, "created": "another day"}))
+    code, stdout, err = audit_cli("audit", "apply", queue, "--store", store, "--model", other)
+    assert code == 0 and "give --model the model that made them" in err
+    assert "4 already stored" in stdout and set(read_store(store).model) == {"default"}  # same decisions kept as made
+    # bad arguments are one-line errors
+    code, _, err = audit_cli("audit", "select", out, "--budget", 5, "-o", tmp_path / "q.txt")
+    assert code == 2 and "a review queue is .xlsx or .csv" in err
 
 
 @pytest.mark.slow

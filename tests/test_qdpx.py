@@ -17,7 +17,6 @@ from discourse.errors import DiscourseError
 from discourse.qdpx import (
     PROJECT_NS,
     code_coverage,
-    coded_from_project,
     codebook_qdc_bytes,
     export_qdc,
     export_qdpx,
@@ -324,6 +323,26 @@ def test_atlas_counts_windows_line_ends_as_one(tmp_path, book):
     path = write_qdpx(tmp_path / "a.qdpx", qde, {f"{G['s1']}.txt": text.encode("utf-8")}, folder="Sources")
     coded, _ = import_qdpx(path, None, book.ids)
     assert coded["text"].tolist() == [phrase] and coded["coder"].tolist() == ["unknown"]
+
+
+def test_pdf_text_representations_and_inline_text_are_read(tmp_path, book):
+    text = "R: Patients are customers and should be treated as such."
+    a = text.index("customers")
+    coding = f'<Coding guid="{G["sel3"]}"><CodeRef targetGUID="{G["cons"]}"/></Coding>'
+    qde = f"""<Project xmlns="urn:QDA-XML:project:1.0" name="p" origin="MAXQDA 2022">
+<CodeBook><Codes><Code guid="{G['cons']}" name="Consumer" isCodable="true"/></Codes></CodeBook>
+<Sources>
+ <PDFSource guid="{G['s1']}" name="Report.pdf" path="internal://{G['s1']}.pdf">
+  <Representation guid="{G['s2']}" plainTextPath="internal://{G['s2']}.txt">
+   <PlainTextSelection guid="{G['sel1']}" startPosition="{a}" endPosition="{a + 9}">{coding}</PlainTextSelection>
+  </Representation></PDFSource>
+ <TextSource guid="{G['carol']}" name="Memo"><PlainTextContent>{text}</PlainTextContent>
+  <PlainTextSelection guid="{G['sel2']}" startPosition="{a}" endPosition="{a + 9}">{coding.replace(G['sel3'], G['selB'])}</PlainTextSelection>
+ </TextSource></Sources></Project>"""
+    path = write_qdpx(tmp_path / "m.qdpx", qde, {f"{G['s2']}.txt": text.encode(), f"{G['s1']}.pdf": b"%PDF"})
+    coded, _ = import_qdpx(path, None, book.ids)
+    assert coded[["source", "text", "codes"]].values.tolist() == [["Memo", "customers", "consumer"],
+                                                                   ["Report.pdf", "customers", "consumer"]]
 
 
 def test_map_errors_name_the_file_and_key(tmp_path, book):
