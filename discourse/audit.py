@@ -160,8 +160,8 @@ def default_per_doc_cap(n_uncertain: int, doc_sizes: Mapping[str, int]) -> dict[
 
 
 def n_random_for(budget: int, random_share: float) -> int:
-    """How many of ``budget`` rows are the random sample: round(share x budget), at least 1 when budget >= 10."""
-    n = int(round(budget * random_share))
+    """How many of ``budget`` rows are the random sample: share x budget rounded (half up), at least 1 when budget >= 10."""
+    n = int(math.floor(budget * random_share + 0.5))
     if random_share > 0 and budget >= 10:
         n = max(n, 1)
     return min(n, budget)
@@ -504,21 +504,7 @@ def _where(path: Path, sheet: str | None, row: int | None, col: str | None, colu
     return ", ".join(parts)
 
 
-def read_review(path: str | os.PathLike, codes: Sequence[str], reviewer: str | None = None) -> pd.DataFrame:
-    """Read and validate a reviewed queue (.xlsx sheet 'review', or .csv).
-
-    Answers are yes/no/y/n/1/0 (any case) or blank. Rule: a row where at
-    least one code is answered is a complete review and its blank codes mean
-    no; a row with no answer at all is skipped (``df.attrs["skipped"]`` counts
-    them). A blank reviewer cell takes ``reviewer`` if given, else the one
-    name used elsewhere in the file. Errors name the sheet, row and column.
-
-    Returns one row per reviewed excerpt: the queue's excerpt columns, sample,
-    model_codes, p_<code>, ``codes`` (the reviewer's, ';'-joined), notes, reviewer;
-    ``attrs["about"]`` holds the XLSX queue's provenance lines (model, predictions).
-    """
-    path = Path(path)
-    codes = list(codes)
+def _load_queue(path: Path, codes: list[str]) -> tuple[pd.DataFrame, str | None, list[int], list[str]]:
     df, sheet, rownum = _read_sheet(path)
     columns = list(df.columns)
     known = set(REQUIRED_REVIEW) | set(OPTIONAL_REVIEW) | set(codes) | {f"p_{c}" for c in codes}
@@ -535,6 +521,51 @@ def read_review(path: str | os.PathLike, codes: Sequence[str], reviewer: str | N
     for col in OPTIONAL_REVIEW:
         if col not in df.columns:
             df[col] = ""
+    return df, sheet, rownum, columns
+
+
+def load_queue(path: str | os.PathLike, codes: Sequence[str]) -> pd.DataFrame:
+    """Every row of a review queue as text (columns checked, answers not), for display."""
+    return _load_queue(Path(path), list(codes))[0]
+
+
+def read_review(path: str | os.PathLike, codes: Sequence[str], reviewer: str | None = None,
+                decisions: Mapping[str, tuple[Sequence[str], str]] | None = None) -> pd.DataFrame:
+    """Read and validate a reviewed queue (.xlsx sheet 'review', or .csv).
+
+    Answers are yes/no/y/n/1/0 (any case) or blank. Rule: a row where at
+    least one code is answered is a complete review and its blank codes mean
+    no; a row with no answer at all is skipped (``df.attrs["skipped"]`` counts
+    them). A blank reviewer cell takes ``reviewer`` if given, else the one
+    name used elsewhere in the file. Errors name the sheet, row and column.
+
+    ``decisions`` (excerpt_id -> (codes, notes)), from the review page, replaces
+    the file's answers: only those rows are read, with those codes and notes,
+    by ``reviewer``.
+
+    Returns one row per reviewed excerpt: the queue's excerpt columns, sample,
+    model_codes, p_<code>, ``codes`` (the reviewer's, ';'-joined), notes, reviewer;
+    ``attrs["about"]`` holds the XLSX queue's provenance lines (model, predictions).
+    """
+    path = Path(path)
+    codes = list(codes)
+    df, sheet, rownum, columns = _load_queue(path, codes)
+    if decisions is not None:
+        unknown = sorted(set(decisions) - set(df["excerpt_id"]))
+        if unknown:
+            raise DiscourseError(f"excerpt(s) {', '.join(unknown[:3])} are not in the queue", path)
+        mask = df["excerpt_id"].isin(set(decisions)).to_numpy()
+        about = df.attrs.get("about", {})
+        rownum = [n for n, m in zip(rownum, mask) if m]
+        df = df[mask].reset_index(drop=True)
+        df.attrs["about"] = about
+        for i, eid in enumerate(df["excerpt_id"]):
+            chosen, notes = decisions[eid]
+            for c in codes:
+                df.at[i, c] = "yes" if c in set(chosen) else "no"
+            df.at[i, "notes"] = str(notes or "")
+            if reviewer:
+                df.at[i, "reviewer"] = reviewer
     answers = np.zeros((len(df), len(codes)), dtype=np.int8)
     answered = np.zeros((len(df), len(codes)), dtype=bool)
     for j, c in enumerate(codes):
@@ -683,7 +714,7 @@ def apply_review(reviewed: pd.DataFrame, store_path: str | os.PathLike, model_in
             and str(prev["sample"]) == row.sample
         counts["unchanged" if same else "updated"] += 1
         keep_new.append(not same)
-    new = new[keep_new]
+    new = new[np.array(keep_new, dtype=bool)]
     drop = key(old).isin(set(key(new)))
     store = pd.concat([old[~drop], new], ignore_index=True) if len(old) else new.copy()
     store["start"] = pd.to_numeric(store["start"], errors="coerce").astype("Int64")
@@ -716,13 +747,23 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
 
 
 def bootstrap_kappa(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile 95% interval of Cohen's kappa, resampling excerpts."""
+    """Percentile 95% interval of Cohen's kappa, resampling excerpts.
+
+    Resamples in which kappa is not defined (both codings all yes or all no)
+    are left out; if every resample is such, the interval is (nan, nan).
+    """
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     if len(a) == 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(a), size=(n_boot, len(a)))
-    ks = np.array([cohen_kappa(a[i], b[i]) for i in idx])
+    ks = []
+    for i in idx:
+        both = np.concatenate([a[i], b[i]])
+        if both.min() != both.max():
+            ks.append(cohen_kappa(a[i], b[i]))
+    if not ks:
+        return (float("nan"), float("nan"))
     return float(np.quantile(ks, 0.025)), float(np.quantile(ks, 0.975))
 
 
@@ -749,8 +790,10 @@ def review_summary(store: pd.DataFrame, codes: Sequence[str], n_boot: int = 2000
     per_code = {}
     for j, c in enumerate(codes):
         lo, hi = bootstrap_kappa(Mr[:, j], Rr[:, j], n_boot, seed + j) if n else (float("nan"), float("nan"))
+        both = np.concatenate([Mr[:, j], Rr[:, j]])
         per_code[c] = {"kappa": cohen_kappa(Mr[:, j], Rr[:, j]) if n else float("nan"), "ci_low": lo, "ci_high": hi,
-                       "model_yes": int(Mr[:, j].sum()), "reviewer_yes": int(Rr[:, j].sum())}
+                       "model_yes": int(Mr[:, j].sum()), "reviewer_yes": int(Rr[:, j].sum()),
+                       "informative": bool(n and both.min() != both.max())}
     added, removed = R & ~M, M & ~R
     return {
         "random": {"n": n, "exact_match": k, "accuracy": k / n if n else float("nan"),
@@ -772,8 +815,12 @@ def format_summary(summary: dict) -> str:
                      f"{r['exact_match']} ({r['accuracy']:.0%}, 95% CI {lo:.0%}-{hi:.0%})")
         lines.append("per-code agreement on the random sample (Cohen's kappa, 95% bootstrap CI; model/reviewer yes):")
         for code, k in r["kappa"].items():
-            lines.append(f"  {code:<14} {k['kappa']:6.2f}  ({k['ci_low']:.2f} to {k['ci_high']:.2f})  "
-                         f"{k['model_yes']}/{k['reviewer_yes']}")
+            if k["informative"]:
+                lines.append(f"  {code:<14} {k['kappa']:6.2f}  ({k['ci_low']:.2f} to {k['ci_high']:.2f})  "
+                             f"{k['model_yes']}/{k['reviewer_yes']}")
+            else:
+                lines.append(f"  {code:<14}    n/a  (all {'yes' if k['model_yes'] else 'no'} from both: "
+                             "kappa is not defined)")
         if r["n"] < 30:
             lines.append(f"  (only {r['n']} random rows: the intervals are wide; review more to narrow them)")
     else:

@@ -134,7 +134,7 @@ def _load_model(model_dir):
 @click.option("--features", type=click.Choice(["embedding+tfidf", "embedding", "tfidf"]), default=None, help="Feature set (default: the shipped winner).")
 @click.option("--C", "C", type=float, default=None, help="Inverse regularisation strength.")
 @click.option("--tfidf-weight", type=float, default=None, help="Weight of the TF-IDF block beside the embeddings.")
-@click.option("--encoder", default=None, help="Local sentence-transformers folder (default: all-MiniLM-L6-v2 package).")
+@click.option("--encoder", default="all-mpnet-base-v2", show_default=True, help="Packaged encoder name (all-mpnet-base-v2, all-MiniLM-L6-v2) or a local sentence-transformers folder.")
 @click.option("--include-reviewed", "reviewed", type=click.Path(dir_okay=False), default=None, help="Reviewed-codes store from `discourse audit apply` to add to the training data.")
 @click.option("--group-by", default=None, help="Column to group cross-validation by (default: batch, source or doc_id).")
 def train_cmd(coded, codebook, output, features, C, tfidf_weight, encoder, reviewed, group_by):

