@@ -365,8 +365,10 @@ def run_cmd(output, model_dir):
 
 
 def _add_command_groups() -> None:
+    from .cli_audit import add_audit_commands
     from .cli_exchange import add_exchange_commands
 
+    add_audit_commands(cli)
     add_exchange_commands(cli)
 
 
