@@ -192,8 +192,13 @@ def parse_text_turns(
     def accepted(label: str) -> bool:
         return bool(_KNOWN_LABEL.match(label)) or label.lower() in known or counts.get(label, 0) >= 2
 
+    warnings = []
+    any_label = any(label and accepted(label) for _, _, label, _, _ in parsed)
+    if not any_label:
+        warnings.append(f"{doc_id}: no speaker labels found; read as one speaker '{UNKNOWN_SPEAKER}'")
     rows: list[list] = []  # speaker, start, end
-    speaker, pending_new = None, False
+    speaker = None if any_label else UNKNOWN_SPEAKER
+    pending_new = False
     for start, line, label, pos, otter in parsed:
         if label and accepted(label):
             speaker, pending_new = " ".join(label.split()), True
@@ -216,12 +221,6 @@ def parse_text_turns(
             else:
                 rows.append([speaker, a, b])
             pending_new = False
-    warnings = []
-    if not rows:
-        pieces = [p for s, line in _lines(text) for p in _content_pieces(text, s, line, 0)]
-        if pieces:
-            rows = [[UNKNOWN_SPEAKER, pieces[0][0], pieces[-1][1]]]
-            warnings.append(f"{doc_id}: no speaker labels found; read as one speaker '{UNKNOWN_SPEAKER}'")
     return _turns_frame(text, doc_id, rows), warnings
 
 

@@ -192,3 +192,10 @@ def test_bad_files_raise_clear_errors(tmp_path, name, data, message):
     with pytest.raises(DiscourseError) as err:
         read_transcripts(p)
     assert message in str(err.value) and name in str(err.value)
+
+
+def test_unlabelled_text_keeps_timestamps_out(tmp_path):
+    t = read_transcript(write(tmp_path, "u.txt", "Sam Patel: A.\n[00:12:31] INTERVIE - A.\n"))
+    check_offsets(t)
+    assert t.turns.speaker.unique().tolist() == ["unknown"]
+    assert all("00:12" not in x for x in t.turns.text)
