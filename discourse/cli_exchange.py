@@ -127,7 +127,8 @@ def export_qdc_cmd(codebook, output):
 @click.option("--model", "model_dir", default=str(DEFAULT_MODEL), show_default="models/default",
               type=click.Path(file_okay=False), help="The model that classified OUTDIR (its codebook is exported).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="results.qdpx")
-def export_qdpx_cmd(outdir, model_dir, output):
+@click.option("--redact", is_flag=True, help="Replace names, places and organisations in the texts; named speakers become 'Speaker N'.")
+def export_qdpx_cmd(outdir, model_dir, output, redact):
     """Write a classify output folder as a REFI-QDA project (.qdpx) to review in a QDA tool.
 
     Each document becomes a source, each coded excerpt a selection with one
@@ -153,7 +154,16 @@ def export_qdpx_cmd(outdir, model_dir, output):
         recorded = (json.loads(run_path.read_text(encoding="utf-8")).get("model") or {}).get("manifest_sha256")
         if recorded and recorded != model_fingerprint(model_dir):
             _warn(f"{outdir} was classified with another model than {model_dir}; exporting {model_dir}'s codebook")
-    counts = export_qdpx(outdir, book, out, model_name=Path(model_dir).name)
+    redactor = None
+    if redact:
+        import pandas as pd
+
+        from .redact import Redactor
+
+        turns = Path(outdir) / "turns.parquet"
+        names = pd.read_parquet(turns, columns=["speaker"])["speaker"].unique() if turns.exists() else []
+        redactor = Redactor(names=names)
+    counts = export_qdpx(outdir, book, out, model_name=Path(model_dir).name, redactor=redactor)
     click.echo(
         f"{counts['documents']} documents, {counts['selections']} coded excerpts, {counts['codings']} codings, "
         f"{counts['cases']} speaker cases -> {out}"

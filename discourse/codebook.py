@@ -9,9 +9,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .errors import DiscourseError
+from .tables import read_yaml
 
 CODE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -107,19 +106,7 @@ def codebook_from_dict(data: dict, path: str | os.PathLike | None = None) -> Cod
 
 def load_codebook(path: str | os.PathLike) -> Codebook:
     """Load a codebook YAML file; errors name the file (and the line for bad YAML)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DiscourseError("codebook file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DiscourseError(f"bad YAML at {where}{problem}", path) from None
-    except UnicodeDecodeError:
-        raise DiscourseError("not UTF-8 text", path) from None
-    return codebook_from_dict(data, path)
+    return codebook_from_dict(read_yaml(path, "codebook file"), path)
 
 
 def default_codebook_path() -> Path:

@@ -47,12 +47,11 @@ from typing import Callable
 from xml.etree import ElementTree as ET
 
 import pandas as pd
-import yaml
 
 from . import __version__
 from .codebook import Code, Codebook, codebook_from_dict
 from .errors import DiscourseError
-from .tables import atomic_path, read_table, write_table, write_text
+from .tables import atomic_path, read_table, read_yaml, write_table, write_text
 
 PROJECT_NS = "urn:QDA-XML:project:1.0"
 CODEBOOK_NS = "urn:QDA-XML:codebook:1.0"
@@ -517,16 +516,7 @@ def read_qdpx(path: str | os.PathLike) -> QdpxProject:
 def read_code_map(path: str | os.PathLike, codebook_ids: list[str] | None = None) -> dict[str, list[str]]:
     """Read a YAML map ``{qda code name or path: codebook id}`` (a list of ids, or null to drop the code)."""
     path = Path(path)
-    if not path.is_file():
-        raise DiscourseError("code map file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise DiscourseError(f"bad YAML at {where}{getattr(exc, 'problem', None) or exc}", path) from None
-    except UnicodeDecodeError:
-        raise DiscourseError("not UTF-8 text", path) from None
+    data = read_yaml(path, "code map file")
     if not isinstance(data, dict) or not data:
         raise DiscourseError("a code map is a YAML mapping 'QDA code name or Parent/Child path: codebook id'", path)
     known = {c.lower(): c for c in codebook_ids} if codebook_ids is not None else None
@@ -842,8 +832,21 @@ def _newline_map(text: str) -> tuple[str, Callable[[int], int]]:
     return new, lambda o: o - bisect.bisect_left(removed, o)
 
 
+def _pseudonyms(outdir: Path, redactor) -> Callable[[str, str], str]:
+    """Speaker labels that are names become ``Speaker 1``, ``Speaker 2``... per document."""
+    turns_path = outdir / "turns.parquet"
+    table = pd.read_parquet(turns_path, columns=["doc_id", "speaker"]) if turns_path.exists() else \
+        pd.read_parquet(outdir / "predictions.parquet", columns=["doc_id", "speaker"])
+    names: dict[tuple[str, str], str] = {}
+    for doc_id, sub in table.drop_duplicates().groupby("doc_id", sort=True):
+        named = sorted(s for s in sub["speaker"].astype(str) if redactor.is_name(s))
+        for i, s in enumerate(named, start=1):
+            names[(str(doc_id), s)] = f"Speaker {i}"
+    return lambda doc_id, s: names.get((doc_id, s), s)
+
+
 def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.PathLike,
-                created: str | None = None, model_name: str | None = None) -> dict:
+                created: str | None = None, model_name: str | None = None, redactor=None) -> dict:
     """Write a classify output folder as a .qdpx: texts, codebook, machine codings, speaker cases.
 
     One PlainTextSelection per excerpt with assigned codes (its exact span;
@@ -852,10 +855,14 @@ def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.Pa
     speaker (``doc_id/speaker``) with variables role and trust and a
     SelectionRef to each of its selections. Guids are uuid5 of stable ids and
     dates are ``created`` (:func:`creation_time`): same input, same bytes.
+    With a ``redactor`` (:class:`discourse.redact.Redactor`), names, places and
+    organisations in the texts are replaced, selections follow the new offsets,
+    and speaker labels that are names become ``Speaker N``.
     Returns counts.
     """
     outdir = Path(outdir)
     created = creation_time(created)
+    label = (lambda doc_id, s: s) if redactor is None else _pseudonyms(outdir, redactor)
     pred = read_table(outdir / "predictions.parquet", required=("excerpt_id", "doc_id", "speaker", "start", "end", "codes"))
     pred = pred.copy()
     pred["codes"] = pred["codes"].fillna("").astype(str)
@@ -898,6 +905,9 @@ def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.Pa
         with open(text_path, encoding="utf-8", newline="") as fh:
             raw = fh.read()
         text, newpos = _newline_map(raw)
+        if redactor is not None:
+            text, redpos = redactor.with_offsets(text)
+            newpos = (lambda f, g: (lambda p: g(f(p))))(newpos, redpos)
         sguid = guid_for("source", doc_id)
         members.append((f"sources/{sguid}.txt", text.encode("utf-8")))
         src = _el("TextSource", {"guid": sguid, "name": doc_id, "plainTextPath": f"internal://{sguid}.txt",
@@ -913,7 +923,7 @@ def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.Pa
             sel = _el("PlainTextSelection", {"guid": sel_guid, "name": f"excerpt {r['excerpt_id']}",
                                              "startPosition": str(newpos(start)), "endPosition": str(newpos(end)),
                                              "creatingUser": user, "creationDateTime": created}, parent=src)
-            bits = [f"{doc_id}/{r['speaker']}"] + [f"{m} {r[m]}" for m in _META if _present(r.get(m))]
+            bits = [f"{doc_id}/{label(doc_id, str(r['speaker']))}"] + [f"{m} {r[m]}" for m in _META if _present(r.get(m))]
             if "confidence" in r and pd.notna(r["confidence"]):
                 bits.append(f"decision confidence {float(r['confidence']):.3f}")
             _el("Description", text=f"discourse excerpt {r['excerpt_id']}: " + "; ".join(bits), parent=sel)
@@ -937,8 +947,9 @@ def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.Pa
             n_sel += 1
     for r in speakers.to_dict("records"):
         key = (str(r["doc_id"]), str(r["speaker"]))
-        case = _el("Case", {"guid": guid_for("case", "/".join(key)), "name": "/".join(key)}, parent=cases_el)
-        _el("Description", text=f"speaker {key[1]} in document {key[0]}", parent=case)
+        shown = label(key[0], key[1])
+        case = _el("Case", {"guid": guid_for("case", "/".join(key)), "name": f"{key[0]}/{shown}"}, parent=cases_el)
+        _el("Description", text=f"speaker {shown} in document {key[0]}", parent=case)
         for var in _META:
             value = r.get(var)
             if _present(value):

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from . import figures
 from .errors import DiscourseError
-from .evaluate import reliability_curve
 from .model import read_model_manifest
 from .profiles import profiles
 from .tables import write_text

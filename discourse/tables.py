@@ -79,6 +79,24 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
             _table_for_text(df).to_excel(tmp, index=False, engine="openpyxl")
 
 
+def read_yaml(path: str | os.PathLike, what: str = "file"):
+    """Parse a YAML file; errors name the file and, for bad YAML, the line."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DiscourseError(f"{what} not found", path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DiscourseError(f"bad YAML at {where}{problem}", path) from None
+    except UnicodeDecodeError:
+        raise DiscourseError("not UTF-8 text", path) from None
+
+
 def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a CSV, Parquet or XLSX table; check that ``required`` columns exist."""
     path = Path(path)

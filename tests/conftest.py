@@ -37,3 +37,28 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture
+def demo_study(tmp_path):
+    """Copy some demo documents, with their manifest and speaker rows, into a new study folder."""
+    import shutil
+    from pathlib import Path
+
+    import pandas as pd
+
+    demo = Path(__file__).resolve().parent.parent / "corpora" / "demo"
+
+    def make(docs, name="study"):
+        folder = tmp_path / name
+        (folder / "transcripts").mkdir(parents=True)
+        man = pd.read_csv(demo / "manifest.csv", dtype=str)
+        man = man[man.doc_id.isin(docs)]
+        for f in man.file:
+            shutil.copy(demo / f, folder / f)
+        man.to_csv(folder / "manifest.csv", index=False)
+        spk = pd.read_csv(demo / "speakers.csv", dtype=str)
+        spk[spk.doc_id.isin(docs)].to_csv(folder / "speakers.csv", index=False)
+        return folder
+
+    return make

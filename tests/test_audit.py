@@ -492,17 +492,8 @@ def test_cli_select_and_apply_on_a_classify_folder(audit_cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_select_review_apply_and_retrain(audit_cli, tmp_path):
-    docs = ["A01", "C06"]
-    man = pd.read_csv(DEMO / "manifest.csv", dtype=str)
-    man = man[man.doc_id.isin(docs)]
-    study = tmp_path / "study"
-    (study / "transcripts").mkdir(parents=True)
-    for f in man.file:
-        shutil.copy(DEMO / f, study / f)
-    man.to_csv(study / "manifest.csv", index=False)
-    spk = pd.read_csv(DEMO / "speakers.csv", dtype=str)
-    spk[spk.doc_id.isin(docs)].to_csv(study / "speakers.csv", index=False)
+def test_cli_select_review_apply_and_retrain(audit_cli, tmp_path, demo_study):
+    study = demo_study(["A01", "C06"])
     out = tmp_path / "out"
     code, _, err = audit_cli("classify", "--manifest", study / "manifest.csv", "-o", out)
     assert code == 0, err

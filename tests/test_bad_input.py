@@ -262,7 +262,7 @@ def test_killed_batch_leaves_only_complete_files_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_whole_pipeline_makes_no_network_connection(monkeypatch, run_cli, tmp_path):
+def test_the_whole_pipeline_makes_no_network_connection(monkeypatch, run_cli, tmp_path, demo_study):
     import socket
 
     attempts = []
@@ -274,23 +274,25 @@ def test_the_whole_pipeline_makes_no_network_connection(monkeypatch, run_cli, tm
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: refuse(None, a))
-    man = pd.read_csv(DEMO / "manifest.csv", dtype=str)
-    man = man[man.doc_id.isin(["A02", "BFG"])]
-    d = tmp_path / "study"
-    (d / "transcripts").mkdir(parents=True)
-    for f in man.file:
-        shutil.copy(DEMO / f, d / f)
-    man.to_csv(d / "manifest.csv", index=False)
-    shutil.copy(DEMO / "speakers.csv", d / "speakers.csv")
+    d = demo_study(["A02", "BFG"])
     out = tmp_path / "out"
     assert run_cli("classify", "--manifest", d / "manifest.csv", "-o", out)[0] == 0
     assert run_cli("profile", out, "-o", out / "profiles.xlsx")[0] == 0
     assert run_cli("report", out, "--redact")[0] == 0
+    code, _, err = run_cli("export-qdpx", out, "--redact", "-o", out / "shared.qdpx")
+    assert code == 0, err
     assert attempts == []
+    import zipfile
+
+    with zipfile.ZipFile(out / "shared.qdpx") as z:
+        exported = " ".join(z.read(n).decode("utf-8") for n in z.namelist())
     html = (out / "report.html").read_text(encoding="utf-8")
     speakers = pd.read_csv(d / "speakers.csv")
-    names = [s for s in speakers[speakers.doc_id.isin(["A02", "BFG"])].speaker if len(s) > 3 and s not in ("Interviewer", "Facilitator")]
+    from discourse.redact import Redactor
+
+    names = [s for s in speakers[speakers.doc_id.isin(["A02", "BFG"])].speaker if Redactor.is_name(s)]
     quotes = html.split('id="evidence"')[1].split('id="model"')[0]
     for n in names:
         for part in n.replace("Dr ", "").split():
             assert f"“{part}" not in quotes and f" {part} " not in quotes.split("<span class=\"src\">")[0]
+            assert f" {part} " not in exported and f">{part}<" not in exported

@@ -1,7 +1,6 @@
 """The command line end to end: real spaCy pipeline, real encoder, the shipped default model."""
 
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -12,18 +11,9 @@ DEMO = ROOT / "corpora" / "demo"
 
 
 @pytest.fixture
-def mini_study(tmp_path):
-    """Three demo documents in three formats, with their manifest and speaker table."""
-    docs = ["A01", "B08", "C06"]
-    man = pd.read_csv(DEMO / "manifest.csv", dtype=str)
-    man = man[man.doc_id.isin(docs)]
-    (tmp_path / "study" / "transcripts").mkdir(parents=True)
-    for f in man.file:
-        shutil.copy(DEMO / f, tmp_path / "study" / f)
-    man.to_csv(tmp_path / "study" / "manifest.csv", index=False)
-    spk = pd.read_csv(DEMO / "speakers.csv", dtype=str)
-    spk[spk.doc_id.isin(docs)].to_csv(tmp_path / "study" / "speakers.csv", index=False)
-    return tmp_path / "study"
+def mini_study(demo_study):
+    """Three demo documents in three formats (.txt, .vtt, .docx), with their manifest and speaker table."""
+    return demo_study(["A01", "B08", "C06"])
 
 
 def test_segment_writes_excerpts_and_checkable_texts(run_cli, mini_study, tmp_path):

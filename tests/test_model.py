@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from discourse.codebook import codebook_from_dict, load_codebook
@@ -35,9 +34,8 @@ def encoder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fitted(small, encoder):
-    return DiscourseClassifier(small.attrs.get("codes") or ["empowered", "consumer", "stakeholder", "responsible", "therapeutic", "expertise"],
-                               encoder=encoder).fit(small["text"], small["codes"], groups=small["batch"])
+def fitted(small, encoder, book):
+    return DiscourseClassifier(book.ids, encoder=encoder).fit(small["text"], small["codes"], groups=small["batch"])
 
 
 def test_encoder_is_offline_cached_and_deterministic(encoder, tmp_path):

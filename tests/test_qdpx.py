@@ -3,7 +3,6 @@
 import io
 import json
 import re
-import shutil
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -693,17 +692,10 @@ def test_cli_export_qdpx_uses_the_models_codebook(cli_run, outdir, tmp_path):
 
 
 @pytest.mark.slow
-def test_classify_export_import_and_classify_again(cli_run, tmp_path, book):
+def test_classify_export_import_and_classify_again(cli_run, tmp_path, book, demo_study):
     """Two demo interviews (.txt and .docx) through classify -> .qdpx -> coded table and transcripts -> classify."""
     docs = ["A01", "A02"]
-    man = pd.read_csv(DEMO / "manifest.csv", dtype=str)
-    man = man[man.doc_id.isin(docs)]
-    (tmp_path / "study" / "transcripts").mkdir(parents=True)
-    for f in man.file:
-        shutil.copy(DEMO / f, tmp_path / "study" / f)
-    man.to_csv(tmp_path / "study" / "manifest.csv", index=False)
-    spk = pd.read_csv(DEMO / "speakers.csv", dtype=str)
-    spk[spk.doc_id.isin(docs)].to_csv(tmp_path / "study" / "speakers.csv", index=False)
+    demo_study(docs)
     code, out, err = cli_run("classify", "--manifest", tmp_path / "study" / "manifest.csv", "-o", tmp_path / "out")
     assert code == 0, err
     code, out, err = cli_run("export-qdpx", tmp_path / "out", "-o", tmp_path / "r.qdpx")
@@ -723,3 +715,18 @@ def test_classify_export_import_and_classify_again(cli_run, tmp_path, book):
     full = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
     cols = ["doc_id", "speaker", "role", "trust", "start", "end", "codes"]
     assert again[cols].reset_index(drop=True).equals(full[cols].reset_index(drop=True))
+
+
+def test_redacted_export_keeps_selections_on_their_words(tmp_path):
+    """Redaction rewrites the texts; every selection must still cover the same words around the names."""
+    from discourse.redact import Redactor
+
+    redactor = Redactor(names=["Dr Okafor"])
+    text = "Dr Okafor said the board in Leeds listened. Then Sarah Jones from Mind spoke about payment."
+    red, newpos = redactor.with_offsets(text)
+    assert "Okafor" not in red and "Leeds" not in red and "[PERSON]" in red and "[PLACE]" in red
+    s = text.index("Then")
+    e = text.index("payment.") + len("payment.")
+    assert red[newpos(s):newpos(e)].startswith("Then") and red[newpos(s):newpos(e)].endswith("payment.")
+    assert newpos(0) == 0 and newpos(len(text)) == len(red)
+    assert not Redactor.is_name("R") and not Redactor.is_name("P3") and Redactor.is_name("Dr Okafor")

@@ -1,5 +1,4 @@
 import pandas as pd
-import pytest
 
 from discourse.segment import excerpt_id, segment
 from discourse.transcripts import read_transcript

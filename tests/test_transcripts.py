@@ -1,6 +1,5 @@
 import codecs
 
-import pandas as pd
 import pytest
 
 from discourse.errors import DiscourseError
