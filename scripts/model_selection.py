@@ -160,7 +160,7 @@ def main() -> int:
            "Embeddings alone miss framings that turn on a few words; TF-IDF alone learns each coder's phrasing; side by side, "
            "with the n-gram block weighted up, they beat either. all-mpnet-base-v2 represents framings better than "
            "all-MiniLM-L6-v2 (embeddings alone: see the `mpnet` and `minilm` rows) at about a quarter of the speed. "
-           "SetFit-style contrastive fine-tuning of MiniLM on these 2,000 excerpts (one epoch, 3,358 pairs, 29 CPU minutes) "
+           "SetFit-style contrastive fine-tuning of MiniLM (scripts/finetune_setfit.py: one epoch, 3,358 pairs from the 1,679 excerpts of batches b01-b05, 29 CPU minutes) "
            "did not beat the frozen encoder with the same features on the test split. Weighting uncoded excerpts double "
            "(training on more realistic priors) lowered test kappa. `discourse train --encoder all-MiniLM-L6-v2` gives the "
            "faster model for large batches. Robustness to the share of uncoded talk is in the last table: as the test "

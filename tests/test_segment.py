@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from discourse.segment import excerpt_id, segment
 from discourse.transcripts import read_transcript
@@ -70,3 +71,13 @@ def test_segmenting_is_deterministic(nlp, tmp_path):
     t = read_transcript(p)
     a, b = segment(t.turns, nlp), segment(t.turns, nlp)
     pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.parametrize("method", ["parser", "senter", "rule"])
+def test_every_sentence_method_loads_and_segments(method):
+    from discourse.segment import load_pipeline
+
+    nlp = load_pipeline(method)
+    text, turns = turns_of(["We talked about the forum. Nobody listened to it. Then we left and went home."])
+    ex = segment(turns, nlp, max_sentences=1)
+    assert ex.text.tolist() == ["We talked about the forum.", "Nobody listened to it.", "Then we left and went home."]
