@@ -61,6 +61,33 @@ def split_stats(df: pd.DataFrame, codes: list[str]) -> dict:
     }
 
 
+def double_coding(train: pd.DataFrame, test: pd.DataFrame, codes: list[str]) -> dict:
+    """Per-code agreement between first and blind second coders (training sample; test split if coded)."""
+    from discourse.evaluate import agreement_table, to_matrix
+
+    dc = ROOT / "corpora" / "src" / "double_coding"
+    out = {}
+    first_train = dict(zip(train["id"], train["codes"]))
+    adj = dc / "adjudicated.csv"
+    if adj.exists():  # agreement is measured on the first coder's labels, before adjudication
+        a = pd.read_csv(adj, dtype=str, keep_default_na=False)
+        first_train.update(dict(zip(a["id"], a["first_coder"])))
+    for name, second_file, first in (("training sample", "second_coder.csv", first_train),
+                                     ("test split", "test_second_coder.csv", dict(zip(test["id"], test["codes"])))):
+        path = dc / second_file
+        if not path.exists():
+            continue
+        sec = pd.read_csv(path, dtype=str, keep_default_na=False)
+        A = to_matrix(code_lists(sec["id"].map(first)), codes)
+        B = to_matrix(code_lists(sec["codes"]), codes)
+        t = agreement_table(A, B, codes).set_index("code")
+        out[name] = {"n": len(sec), "kappa": {c: round(float(t.loc[c, "kappa"]), 3) for c in codes},
+                     "alpha": {c: round(float(t.loc[c, "alpha"]), 3) for c in codes},
+                     "mean_kappa": round(float(t.loc["macro", "kappa"]), 3),
+                     "disagreeing_excerpts": int((A != B).any(axis=1).sum())}
+    return out
+
+
 def demo_stats(demo: Path) -> tuple[dict, list[str]]:
     problems = []
     manifest = pd.read_csv(demo / "manifest.csv", dtype=str, keep_default_na=False)
@@ -120,7 +147,8 @@ def main() -> int:
     dups = near_duplicates(both["text"].tolist(), both["id"].tolist())
     for a, b, v in dups:
         problems.append(f"near-duplicate excerpts {a} and {b} (similarity {v:.2f})")
-    stats = {"train": split_stats(train, codes), "test": split_stats(test, codes)}
+    stats = {"train": split_stats(train, codes), "test": split_stats(test, codes),
+             "double_coding": double_coding(train, test, codes)}
     demo = ROOT / "corpora" / "demo"
     if (demo / "manifest.csv").exists():
         stats["demo"], more = demo_stats(demo)
