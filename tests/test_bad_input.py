@@ -296,3 +296,14 @@ def test_the_whole_pipeline_makes_no_network_connection(monkeypatch, run_cli, tm
         for part in n.replace("Dr ", "").split():
             assert f"“{part}" not in quotes and f" {part} " not in quotes.split("<span class=\"src\">")[0]
             assert f" {part} " not in exported and f">{part}<" not in exported
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    from discourse.tables import write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text("x", tmp_path / "a.txt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
