@@ -35,17 +35,14 @@ def parse_groupings(specs: Sequence[str]) -> list[list[str]]:
     return out
 
 
-def speaker_table(pred: pd.DataFrame, codes: Sequence[str]) -> pd.DataFrame:
-    """One row per speaker (doc_id + label): excerpt count, probability sums, assigned counts."""
+def with_assigned(pred: pd.DataFrame, codes: Sequence[str]) -> pd.DataFrame:
+    """``pred`` plus ``speaker_key`` (doc_id/label) and a boolean ``a_<code>`` per assigned code."""
     df = pred.copy()
     df["speaker_key"] = df["doc_id"].astype(str) + "/" + df["speaker"].astype(str)
     assigned = df["codes"].fillna("").astype(str).str.split(";")
-    agg = {"n": ("excerpt_id", "size")}
     for c in codes:
         df[f"a_{c}"] = [c in a for a in assigned]
-        agg[f"p_{c}"] = (f"p_{c}", "sum")
-        agg[f"a_{c}"] = (f"a_{c}", "sum")
-    return df, df.groupby("speaker_key", sort=True).agg(**agg)
+    return df
 
 
 def _bootstrap_ci(p_sums: np.ndarray, n: np.ndarray, rng: np.random.Generator, reps: int) -> tuple[float, float]:
@@ -101,7 +98,7 @@ def profile(
     data = pred[~pred.get("role", pd.Series("", index=pred.index)).isin(exclude_roles)]
     data = data.dropna(subset=[f"p_{c}" for c in codes])
     name = ",".join(by)
-    df, _ = speaker_table(data, codes)
+    df = with_assigned(data, codes)
     df["_group"] = df[list(by)].astype(str).agg(" / ".join, axis=1)
     # a speaker belongs to one group; if metadata varies within a speaker, each (speaker, group) is a cluster
     df["_cluster"] = df["speaker_key"] + "\x00" + df["_group"]
