@@ -545,7 +545,7 @@ def test_review_page_stores_decisions_on_localhost_only(study, tmp_path):
     import json
     import threading
 
-    from discourse.cli_audit import make_review_server
+    from discourse.review_page import make_review_server
 
     q = select(study, 8)
     path = tmp_path / "queue.xlsx"
