@@ -150,7 +150,7 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, encoder, revie
     df = read_coded(coded, book.ids)
     n_reviewed = 0
     if reviewed:
-        from .audit import reviewed_as_coded
+        from .review_store import reviewed_as_coded
 
         extra = reviewed_as_coded(reviewed, book.ids)
         extra = extra[~extra["text"].isin(set(df["text"]))]

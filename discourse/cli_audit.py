@@ -49,7 +49,9 @@ def select_cmd(predictions, budget, random_share, per_doc_cap, seed, model_dir, 
     PREDICTIONS is the folder written by `discourse classify` or its
     predictions.parquet; turns.parquet and texts/ beside it give the context.
     """
-    from .audit import model_info, read_classify_folder, read_store, select_for_review, write_queue
+    from .audit import read_classify_folder, select_for_review
+    from .review_file import write_queue
+    from .review_store import model_info, read_store
     from .model import read_model_manifest
 
     pred, turns, texts, run = read_classify_folder(predictions)
@@ -100,7 +102,8 @@ def apply_cmd(reviewed, store, model_dir, reviewer):
     accuracy and per-code kappa with 95% intervals, and how many codes
     reviewers corrected.
     """
-    from .audit import apply_review, format_summary, model_info, read_review
+    from .review_file import read_review
+    from .review_store import apply_review, format_summary, model_info
     from .model import read_model_manifest
 
     manifest = read_model_manifest(model_dir)
@@ -142,7 +145,7 @@ def review_cmd(queue, reviewer, store, model_dir, port, no_browser):
     Each decision goes straight into the reviewed-codes store, as with
     `audit apply`; the queue file is not changed. Stop with Ctrl-C.
     """
-    from .audit import model_info
+    from .review_store import model_info
     from .model import read_model_manifest
     from .review_page import make_review_server
 

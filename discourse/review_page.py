@@ -84,7 +84,8 @@ def make_review_server(queue_path, codes, codebook, store_path, info, reviewer, 
     import math
     import secrets
 
-    from .audit import apply_review, load_queue, read_review, read_store
+    from .review_file import load_queue, read_review
+    from .review_store import apply_review, read_store
 
     codes = list(codes)
     token = secrets.token_hex(16)

@@ -36,9 +36,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from discourse.audit import (  # noqa: E402
-    apply_review, read_review, reviewed_as_coded, select_for_review, wrong_probability, write_queue,
-)
+from discourse.audit import select_for_review, wrong_probability  # noqa: E402
+from discourse.review_file import read_review, write_queue  # noqa: E402
+from discourse.review_store import apply_review, reviewed_as_coded  # noqa: E402
 from discourse.coded import cv_groups, read_coded  # noqa: E402
 from discourse.evaluate import agreement_table, to_matrix  # noqa: E402
 from discourse.model import DiscourseClassifier, ModelConfig  # noqa: E402

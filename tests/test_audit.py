@@ -12,8 +12,11 @@ from hypothesis import strategies as st
 from openpyxl import load_workbook
 
 from discourse.audit import (
-    apply_review, default_per_doc_cap, excerpt_context, format_summary, n_random_for, queue_columns, read_review, read_store,
-    review_summary, reviewed_as_coded, select_for_review, wilson_interval, write_queue, wrong_probability,
+    default_per_doc_cap, excerpt_context, n_random_for, queue_columns, select_for_review, wrong_probability,
+)
+from discourse.review_file import read_review, write_queue
+from discourse.review_store import (
+    apply_review, format_summary, read_store, review_summary, reviewed_as_coded, wilson_interval,
 )
 from discourse.errors import DiscourseError
 
