@@ -33,7 +33,6 @@ from __future__ import annotations
 import bisect
 import codecs
 import functools
-import io
 import json
 import os
 import re
@@ -51,7 +50,7 @@ import pandas as pd
 from . import __version__
 from .codebook import Code, Codebook, codebook_from_dict
 from .errors import DiscourseError
-from .tables import atomic_path, read_table, read_yaml, write_table, write_text
+from .tables import atomic_path, read_table, read_yaml, write_table, write_text, zip_bytes
 
 PROJECT_NS = "urn:QDA-XML:project:1.0"
 CODEBOOK_NS = "urn:QDA-XML:codebook:1.0"
@@ -812,15 +811,7 @@ def _zip_bytes(members: list[tuple[str, bytes]], created: str) -> bytes:
     stamp = datetime.strptime(created[:19], "%Y-%m-%dT%H:%M:%S")
     when = max((stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second // 2 * 2),
                (1980, 1, 1, 0, 0, 0))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members:
-            info = zipfile.ZipInfo(name, date_time=when)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
-    return buf.getvalue()
+    return zip_bytes(members, when)
 
 
 def _newline_map(text: str) -> tuple[str, Callable[[int], int]]:

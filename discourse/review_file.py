@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
-import zipfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -14,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DiscourseError
-from .tables import atomic_path, read_table, write_table
+from .tables import atomic_path, read_table, write_table, zip_bytes, zip_members
 
 REVIEW_SHEET = "review"
 INSTRUCTIONS_SHEET = "instructions"
@@ -69,17 +67,12 @@ def instructions_lines(codes: Sequence[str], codebook: Mapping | None = None, ab
 
 def _normalise_xlsx(path: Path) -> None:
     """Fixed zip timestamps and document dates, so the same queue gives the same bytes."""
-    with zipfile.ZipFile(path) as zin:
-        items = [(i.filename, zin.read(i.filename)) for i in zin.infolist()]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zout:
-        for name, data in items:
-            if name == "docProps/core.xml":
-                data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*", rb"\g<1>2000-01-01T00:00:00Z", data)
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zout.writestr(info, data)
-    path.write_bytes(buf.getvalue())
+    items = []
+    for name, data in zip_members(path):
+        if name == "docProps/core.xml":
+            data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*", rb"\g<1>2000-01-01T00:00:00Z", data)
+        items.append((name, data))
+    path.write_bytes(zip_bytes(items))
 
 
 def write_queue(queue: pd.DataFrame, codes: Sequence[str], path: str | os.PathLike,

@@ -53,6 +53,30 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     return len(stale)
 
 
+def zip_bytes(members: list[tuple[str, bytes]], date_time: tuple = (1980, 1, 1, 0, 0, 0)) -> bytes:
+    """A zip (docx, xlsx, qdpx) with fixed timestamps, permissions and order: same members, same bytes."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=date_time)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
+    return buf.getvalue()
+
+
+def zip_members(path: str | os.PathLike) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every member of a zip, in order."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return [(i.filename, z.read(i.filename)) for i in z.infolist()]
+
+
 def write_text(text: str, path: str | os.PathLike) -> None:
     """Write ``text`` as UTF-8 exactly (no newline translation), atomically."""
     with atomic_path(path) as tmp:

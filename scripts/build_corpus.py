@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from discourse.segment import load_pipeline, sentences_of_turns  # noqa: E402
-from discourse.tables import write_table, write_text  # noqa: E402
+from discourse.tables import write_table, write_text, zip_bytes, zip_members  # noqa: E402
 from discourse.transcripts import parse_text_turns, read_transcript  # noqa: E402
 
 CORPORA = ROOT / "corpora"
@@ -227,15 +227,7 @@ def render_docx(plain: str, path: Path) -> None:
 
 def fixed_zip_times(path: Path) -> None:
     """Rewrite a zip (docx) with fixed entry timestamps so the same text gives the same bytes."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as z:
-        entries = [(i.filename, z.read(i.filename)) for i in z.infolist()]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in entries:
-            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            z.writestr(info, data)
+    path.write_bytes(zip_bytes(zip_members(path), (2024, 1, 1, 0, 0, 0)))
 
 
 def locate(canonical: str, span_text: str, pos: int) -> tuple[int, int]:
