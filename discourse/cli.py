@@ -23,8 +23,8 @@ def _progress(label: str, show: bool):
     """A progress-bar wrapper for iterables (to stderr, only when useful)."""
     from tqdm import tqdm
 
-    def wrap(items):
-        return tqdm(items, desc=label, unit="doc", disable=not show or None, leave=False, file=sys.stderr)
+    def wrap(items, total: int | None = None):
+        return tqdm(items, total=total, desc=label, unit="doc", disable=not show or None, leave=False, file=sys.stderr)
 
     return wrap
 
@@ -224,7 +224,8 @@ def predict_cmd(table, model_dir, output):
     click.echo(f"{len(out)} rows -> {output}")
 
 
-def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool, adapt: bool = False) -> dict:
+def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool, adapt: bool = False,
+                scheduler: str | None = None) -> dict:
     """Classify a study into OUTDIR (texts/, turns.parquet, excerpts.parquet, predictions.*, run.json)."""
     import json
 
@@ -237,9 +238,15 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
     model = _load_model(model_dir)
     study = _load_study(paths, manifest, speakers, strict)
     settings = SegmentSettings()
+    map_chunks = None
+    if scheduler:
+        from .cluster import map_on_cluster
+
+        map_chunks = map_on_cluster(scheduler, model_dir, settings)
     pred, stats = classify_study(
         study, model, model_fingerprint(model_dir), lambda: load_pipeline(settings.method), outdir / ".cache",
         settings, progress=_progress("classifying", len(study.documents) > 1), strict=strict, adapt=adapt,
+        map_chunks=map_chunks,
     )
     _write_texts(study, outdir / "texts")
     write_table(study.turns, outdir / "turns.parquet")
@@ -278,9 +285,10 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @strict_option
 @click.option("--adapt-priors", is_flag=True, help="Adjust probabilities to this corpus's own prevalence of each code (EM prior correction).")
-def classify_cmd(paths, manifest, speakers, model_dir, output, strict, adapt_priors):
+@click.option("--scheduler", default=None, metavar="ADDRESS", help="Send documents to a Dask distributed scheduler (e.g. tcp://10.0.0.5:8786) instead of working them here.")
+def classify_cmd(paths, manifest, speakers, model_dir, output, strict, adapt_priors, scheduler):
     """Read, segment and code every transcript; resumes finished documents."""
-    classify_to(Path(output), paths, manifest, speakers, model_dir, strict, adapt_priors)
+    classify_to(Path(output), paths, manifest, speakers, model_dir, strict, adapt_priors, scheduler)
 
 
 def _read_predictions(path):

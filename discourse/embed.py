@@ -157,7 +157,7 @@ class Encoder:
         *,
         cache_dir: str | os.PathLike | None = None,
         use_cache: bool = True,
-        batch_size: int = 64,
+        batch_size: int = 32,
     ):
         self.name, self.path = resolve_encoder(name_or_path)
         self.id = f"{self.name}-{_fingerprint(self.path)}"

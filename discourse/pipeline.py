@@ -1,16 +1,24 @@
-"""Batch classification: read, segment, embed, predict, document by document, resumable.
+"""Batch classification: read, segment, embed, predict, in chunks of documents, resumable.
 
-Each document's excerpts and probabilities are kept in ``OUTDIR/.cache/docs``
-under a key made of the file's hash, the model, the segmentation settings and
-which turns are interviewers', so a re-run (or a run after an interruption)
-reuses every finished document. Metadata (role, trust...) is attached afresh
-on every run from the manifest and speaker table.
+Documents are worked in chunks (``CHUNK_DOCS`` at a time): one spaCy pass over
+all the chunk's turns, one encoder pass over all its excerpts (batched, sorted
+by length), one classifier pass. Each finished document is saved to
+``OUTDIR/.cache/docs`` under a key made of the file's hash, the model, the
+segmentation settings and which turns are interviewers', so a re-run (or a run
+after an interruption) reuses every finished document. Metadata (role,
+trust...) is attached afresh on every run from the manifest and speaker table.
+
+Chunks can be worked in-process (the default) or by any ``map_chunks``
+callable, such as :func:`discourse.cluster.map_on_cluster` for a Dask cluster;
+the chunks are the same either way, so the results are too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +32,8 @@ from .study import Study
 from .tables import write_table
 
 CACHED = ["excerpt_id", "doc_id", "turn", "text", "start", "end", "n_sentences", "n_words"]
+CHUNK_DOCS = 8  # documents per unit of work (one spaCy pass, one encoder pass, then saved)
+STAGES = ("segment", "embed", "predict")
 
 
 @dataclass(frozen=True)
@@ -44,59 +54,139 @@ def document_key(doc, turns: pd.DataFrame, model_key: str, settings: SegmentSett
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def classify_document(doc, turns: pd.DataFrame, model, nlp, settings: SegmentSettings) -> pd.DataFrame:
-    """Excerpts of one document with their probabilities (no metadata beyond offsets)."""
+def classify_turns(turns: pd.DataFrame, model, nlp, settings: SegmentSettings) -> tuple[pd.DataFrame, dict]:
+    """Excerpts of the documents in ``turns`` with their probabilities, and seconds per stage.
+
+    One spaCy pass over all turns, one encoder pass over all excerpts, one
+    classifier pass; no metadata beyond offsets.
+    """
+    seconds = dict.fromkeys(STAGES, 0.0)
+    t0 = time.perf_counter()
     ex = segment(turns, nlp, max_sentences=settings.max_sentences, max_tokens=settings.max_tokens,
                  min_words=settings.min_words)
     out = ex[CACHED].copy()
-    P = model.predict_proba(out["text"].tolist()) if len(out) else np.zeros((0, len(model.codes)))
+    texts = out["text"].tolist()
+    t1 = time.perf_counter()
+    emb = model.embed(texts) if texts else None
+    t2 = time.perf_counter()
+    P = model.predict_proba(texts, embeddings=emb) if texts else np.zeros((0, len(model.codes)))
     for j, col in enumerate(proba_columns(model.codes)):
         out[col] = np.round(P[:, j], PROBA_DECIMALS)
-    return out
+    seconds.update(segment=t1 - t0, embed=t2 - t1, predict=time.perf_counter() - t2)
+    return out, seconds
 
 
-def classify_study(study: Study, model, model_key: str, nlp_loader, work_dir: Path,
-                   settings: SegmentSettings = SegmentSettings(), progress=None,
-                   strict: bool = False, adapt: bool = False) -> tuple[pd.DataFrame, dict]:
-    """Predictions for every document of ``study``; returns the table and counts of reused/new docs.
+def chunks_of(doc_ids: list[str], size: int = CHUNK_DOCS) -> list[list[str]]:
+    """Consecutive groups of at most ``size`` documents, in the order given."""
+    return [doc_ids[i:i + size] for i in range(0, len(doc_ids), max(1, size))]
+
+
+
+def _isolating(run_chunk: Callable, turns: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[tuple[str, str]]]:
+    """Work a chunk; if it fails, work its documents one by one and report the failing ones."""
+    try:
+        return (*run_chunk(turns), [])
+    except DiscourseError:
+        parts, seconds, failed = [], dict.fromkeys(STAGES, 0.0), []
+        for doc_id, doc_turns in turns.groupby("doc_id", sort=False):
+            try:
+                part, secs = run_chunk(doc_turns)
+            except DiscourseError as exc:
+                failed.append((str(doc_id), exc.line()))
+                continue
+            parts.append(part)
+            seconds = {k: seconds[k] + secs[k] for k in STAGES}
+        return (pd.concat(parts, ignore_index=True) if parts else None), seconds, failed
+
+
+def map_in_process(model, nlp_loader: Callable, settings: SegmentSettings) -> Callable:
+    """A ``map_chunks`` that works each chunk here, loading spaCy once, on first need."""
+    nlp: list = []
+
+    def run_chunk(turns: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+        if not nlp:
+            nlp.append(nlp_loader())
+        return classify_turns(turns, model, nlp[0], settings)
+
+    def run(chunks: list[pd.DataFrame]) -> Iterator[tuple[int, pd.DataFrame | None, dict, list]]:
+        for i, turns in enumerate(chunks):
+            yield (i, *_isolating(run_chunk, turns))
+
+    return run
+
+
+def classify_study(study: Study, model, model_key: str, nlp_loader: Callable, work_dir: Path,
+                   settings: SegmentSettings = SegmentSettings(), progress: Callable | None = None,
+                   strict: bool = False, adapt: bool = False, map_chunks: Callable | None = None,
+                   chunk_docs: int | None = None) -> tuple[pd.DataFrame, dict]:
+    """Predictions for every document of ``study``; returns the table and run statistics.
+
+    Statistics: documents ``reused`` from the work folder and ``classified``
+    now, and ``seconds`` spent per stage (segment, embed, predict; summed over
+    workers when a cluster works the chunks).
 
     ``adapt`` applies EM prior correction: probabilities are adjusted from the
     training data's prevalence of each code to this corpus's estimated one.
-
-    ``nlp_loader`` is called only if some document needs segmenting. A document
+    ``nlp_loader`` is called only if some document needs segmenting.
+    ``map_chunks(list_of_turn_tables)`` yields ``(index, excerpts, seconds,
+    failed)`` per chunk in any order (default: in this process). A document
     that fails is added to ``study.skipped`` (fatal with ``strict``).
     """
     cache = Path(work_dir) / "docs"
-    frames, stats, nlp = [], {"reused": 0, "classified": 0}, None
-    docs = study.documents
-    for doc in progress(docs) if progress else docs:
-        turns = study.turns[study.turns["doc_id"] == doc.doc_id]
-        key = document_key(doc, turns, model_key, settings)
-        path = cache / f"{doc.doc_id}.{key}.parquet"
+    frames: dict[str, pd.DataFrame] = {}
+    stats: dict = {"reused": 0, "classified": 0, "seconds": dict.fromkeys(STAGES, 0.0)}
+    todo: dict[str, Path] = {}
+    turns_of = dict(tuple(study.turns.groupby("doc_id", sort=False)))
+    for doc in study.documents:
+        turns = turns_of.get(doc.doc_id, study.turns.iloc[:0])
+        path = cache / f"{doc.doc_id}.{document_key(doc, turns, model_key, settings)}.parquet"
         if path.exists():
             try:
-                frames.append(pd.read_parquet(path))
+                frames[doc.doc_id] = pd.read_parquet(path)
                 stats["reused"] += 1
                 continue
             except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
                 path.unlink(missing_ok=True)
-        try:
-            if nlp is None:
-                nlp = nlp_loader()
-            part = classify_document(doc, turns, model, nlp, settings)
-        except DiscourseError as exc:
-            if strict:
-                raise
-            study.skipped.append((doc.doc_id, exc.line()))
-            continue
-        for old in cache.glob(f"{doc.doc_id}.*.parquet"):
-            old.unlink()
-        write_table(part, path)
-        frames.append(part)
-        stats["classified"] += 1
+        todo[doc.doc_id] = path
+    groups = chunks_of(list(todo), chunk_docs or CHUNK_DOCS)
+    chunk_turns = [pd.concat([turns_of[d] for d in g if d in turns_of] or [study.turns.iloc[:0]], ignore_index=True)
+                   for g in groups]
+    runner = map_chunks or map_in_process(model, nlp_loader, settings)
+    results = _save_each(runner(chunk_turns) if groups else iter(()), groups, todo, frames, stats, study, strict)
+    for _ in progress(results, total=len(todo)) if progress else results:
+        pass
     if not frames:
         raise DiscourseError("no document could be classified")
-    pred = pd.concat(frames, ignore_index=True)
+    pred = pd.concat([frames[d.doc_id] for d in study.documents if d.doc_id in frames], ignore_index=True)
+    return _finish(pred, study, model, adapt, stats), stats
+
+
+def _save_each(results: Iterable, groups: list[list[str]], todo: dict[str, Path], frames: dict,
+               stats: dict, study: Study, strict: bool) -> Iterator[str]:
+    """Save each finished document of each chunk as it arrives; yields document ids (for progress)."""
+    for i, part, seconds, failed in results:
+        stats["seconds"] = {k: stats["seconds"][k] + seconds[k] for k in STAGES}
+        if failed and strict:
+            raise DiscourseError(f"{failed[0][0]}: {failed[0][1]}")
+        study.skipped.extend(failed)
+        bad = {d for d, _ in failed}
+        by_doc = dict(tuple(part.groupby("doc_id", sort=False))) if part is not None else {}
+        for doc_id in groups[i]:
+            if doc_id in bad:
+                yield doc_id
+                continue
+            doc_part = by_doc.get(doc_id, part.iloc[:0] if part is not None else None)
+            path = todo[doc_id]
+            for old in path.parent.glob(f"{doc_id}.*.parquet"):
+                old.unlink()
+            write_table(doc_part.reset_index(drop=True), path)
+            frames[doc_id] = doc_part
+            stats["classified"] += 1
+            yield doc_id
+
+
+def _finish(pred: pd.DataFrame, study: Study, model, adapt: bool, stats: dict) -> pd.DataFrame:
+    """Attach metadata, (optionally) adapt priors, assign codes and confidence, sort."""
     meta = study.turns.drop(columns=["text", "start", "end"])
     pred = pred.merge(meta, on=["doc_id", "turn"], how="left", validate="many_to_one")
     meta_cols = [c for c in meta.columns if c not in ("doc_id", "turn", "speaker", "role")]
@@ -112,8 +202,7 @@ def classify_study(study: Study, model, model_key: str, nlp_loader, work_dir: Pa
     conf = decision_confidence(pred[pcols].to_numpy(), np.asarray(model.thresholds_))
     pred["confidence"] = np.round(conf, PROBA_DECIMALS)
     order = CORE + meta_cols + pcols + ["codes", "confidence"]
-    pred = pred[order].sort_values(["doc_id", "start", "end"], kind="stable").reset_index(drop=True)
-    return pred, stats
+    return pred[order].sort_values(["doc_id", "start", "end"], kind="stable").reset_index(drop=True)
 
 
 def decision_confidence(P: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

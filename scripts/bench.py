@@ -1,0 +1,242 @@
+#!/usr/bin/env python
+"""End-to-end throughput, caching, memory and growth with corpus size, measured in one run.
+
+For each N (default 10, 20, 40, 80) a corpus of N interviews is built by
+resampling the 24 demo interviews (seeded, with replacement; every repeated
+copy has its sentences varied by a leading discourse marker, so no excerpt text
+repeats and the embedding cache cannot help a cold run). Each N runs in its own
+process, which measures, on the same excerpts:
+
+- the pipeline cold (empty embedding cache, new output folder), per stage:
+  read, segment, embed, predict, save, profile; and the one-off loading of the
+  model, encoder and spaCy;
+- the bare encoder (sentence embeddings only, no cache) on the same excerpt texts;
+- a warm re-run into the same folder (finished documents reused) and a run into
+  a new folder with the embedding cache warm;
+- peak resident memory of the process.
+
+    python scripts/bench.py [--sizes 10 20 40 80] [--backend torch|onnx-int8]
+
+Writes docs/performance.md (table), docs/performance.json and docs/performance.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEMO = ROOT / "corpora" / "demo"
+MARKERS = ["Well", "So", "I mean", "You know", "Honestly", "Look", "Right", "Okay", "Basically", "Actually",
+           "Now", "See", "Mind you", "To be fair", "In a way", "Frankly", "Anyway", "Really", "Of course", "Again"]
+_SENTENCE_START = re.compile(r"(^|(?<=[.!?]) )([A-Z][a-z’']*)")
+STAGES = ["read", "segment", "embed", "predict", "save", "profile"]
+
+
+def vary(text: str, marker: str) -> str:
+    """Put ``marker`` before every sentence of ``text`` (the word after it loses its capital, bar I)."""
+
+    def sub(m: re.Match) -> str:
+        word = m.group(2)
+        word = word if word == "I" or word.startswith(("I'", "I’")) else word[0].lower() + word[1:]
+        return f"{m.group(1)}{marker}, {word}"
+
+    return _SENTENCE_START.sub(sub, text)
+
+
+def build_corpus(n: int, folder: Path, seed: int = 0) -> Path:
+    """N interviews resampled from the demo ones, as .txt files with a manifest and speaker table."""
+    from discourse.manifest import read_manifest, read_speakers
+    from discourse.study import read_study
+
+    man = read_manifest(DEMO / "manifest.csv")
+    spk = read_speakers(DEMO / "speakers.csv")
+    study = read_study(man, spk)
+    interviews = sorted(d.doc_id for d in study.documents if not d.doc_id.endswith("FG"))
+    drawn = np.random.default_rng(seed).choice(interviews, size=n, replace=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, speakers, seen = [], [], {}
+    meta = man.set_index("doc_id")
+    for i, src in enumerate(drawn):
+        copy = seen[src] = seen.get(src, -1) + 1
+        doc_id = f"N{i + 1:03d}"
+        turns = study.turns[study.turns["doc_id"] == src]
+        lines = []
+        for t in turns.itertuples():
+            text = t.text if copy == 0 or t.role == "interviewer" else vary(t.text, MARKERS[(copy - 1) % len(MARKERS)])
+            lines.append(f"{t.speaker}: {text}\n")
+            speakers.append({"doc_id": doc_id, "speaker": t.speaker, "role": t.role})
+        (folder / f"{doc_id}.txt").write_text("\n".join(lines), encoding="utf-8")
+        rows.append({"doc_id": doc_id, "file": f"{doc_id}.txt", "trust": meta.loc[src, "trust"],
+                     "area": meta.loc[src, "area"], "source": src})
+    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
+    pd.DataFrame(speakers).drop_duplicates().to_csv(folder / "speakers.csv", index=False)
+    return folder / "manifest.csv"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_pipeline(manifest: Path, model, model_key: str, nlp_loader, work: Path) -> tuple[dict, int]:
+    """One full run (read, classify, save tables, profile); seconds per stage and excerpt count."""
+    from discourse.manifest import read_manifest, read_speakers
+    from discourse.pipeline import STAGES as CLASSIFY_STAGES
+    from discourse.pipeline import SegmentSettings, classify_study
+    from discourse.profiles import profiles
+    from discourse.study import read_study
+    from discourse.tables import write_table
+
+    sec = {}
+    t = time.perf_counter()
+    study = read_study(read_manifest(manifest), read_speakers(manifest.parent / "speakers.csv"))
+    sec["read"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pred, stats = classify_study(study, model, model_key, nlp_loader, work / ".cache", SegmentSettings())
+    total = time.perf_counter() - t
+    sec.update(stats["seconds"])
+    t = time.perf_counter()
+    write_table(pred, work / "predictions.parquet")
+    write_table(pred, work / "predictions.csv")
+    sec["save"] = total - sum(stats["seconds"][k] for k in CLASSIFY_STAGES) + time.perf_counter() - t
+    t = time.perf_counter()
+    profiles(pred, model.codes, [["role"], ["trust"], ["trust", "role"]])
+    sec["profile"] = time.perf_counter() - t
+    return sec, len(pred)
+
+
+def one(n: int, backend: str, model_dir: Path, tmp: Path, seed: int) -> dict:
+    """Everything measured for one N, in this process."""
+    from discourse.embed import Encoder
+    from discourse.model import DiscourseClassifier, read_model_manifest
+    from discourse.pipeline import model_fingerprint
+    from discourse.segment import load_pipeline
+
+    manifest = build_corpus(n, tmp / "corpus", seed)
+    name = read_model_manifest(model_dir)["encoder"]["name"]
+    t = time.perf_counter()
+    enc = Encoder(name, backend=backend, cache_dir=tmp / "cache") if backend != "torch" else Encoder(name, cache_dir=tmp / "cache")
+    model = DiscourseClassifier.load(model_dir, encoder=enc)
+    enc.encode([])  # nothing to encode, but nothing lazy left either
+    _ = enc.dim
+    nlp = load_pipeline("parser")
+    load = time.perf_counter() - t
+    key = model_fingerprint(model_dir)
+    cold, n_ex = run_pipeline(manifest, model, key, lambda: nlp, tmp / "out")
+    t = time.perf_counter()
+    run_pipeline(manifest, model, key, lambda: nlp, tmp / "out")
+    warm = time.perf_counter() - t
+    t = time.perf_counter()
+    run_pipeline(manifest, model, key, lambda: nlp, tmp / "out-embeddings-cached")
+    warm_embed = time.perf_counter() - t
+    rss = peak_rss_mb()
+    texts = pd.read_parquet(tmp / "out" / "predictions.parquet")["text"].tolist()
+    words = int(pd.read_parquet(tmp / "out" / "predictions.parquet")["n_words"].sum())
+    bare_enc = Encoder(name, backend=backend, use_cache=False) if backend != "torch" else Encoder(name, use_cache=False)
+    bare_enc.encode(texts[:16])  # load weights
+    t = time.perf_counter()
+    bare_enc.encode(texts)
+    bare = time.perf_counter() - t
+    cold_total = sum(cold.values())
+    return {
+        "n": n, "backend": backend, "encoder": name, "excerpts": n_ex, "unique_texts": len(set(texts)), "words": words,
+        "load_s": round(load, 2), "cold_s": {k: round(cold[k], 3) for k in STAGES}, "cold_total_s": round(cold_total, 2),
+        "end_to_end_excerpts_per_s": round(n_ex / cold_total, 2),
+        "end_to_end_with_load_excerpts_per_s": round(n_ex / (cold_total + load), 2),
+        "bare_encoder_s": round(bare, 2), "bare_encoder_excerpts_per_s": round(len(texts) / bare, 2),
+        "ratio_end_to_end_to_encoder": round(bare / cold_total, 3),
+        "warm_rerun_s": round(warm, 3), "warm_speedup": round(cold_total / warm, 1),
+        "embeddings_cached_s": round(warm_embed, 2), "embeddings_cached_speedup": round(cold_total / warm_embed, 1),
+        "peak_rss_mb": round(rss),
+    }
+
+
+def linear_fit(x: list[float], y: list[float]) -> dict:
+    a, b = np.polyfit(x, y, 1)
+    pred = np.polyval([a, b], x)
+    r2 = 1 - np.sum((np.asarray(y) - pred) ** 2) / np.sum((np.asarray(y) - np.mean(y)) ** 2)
+    return {"seconds_per_interview": round(float(a), 3), "intercept_s": round(float(b), 2), "r2": round(float(r2), 4)}
+
+
+def write_outputs(results: list[dict], out_md: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = [r["n"] for r in results]
+    fit = linear_fit(ns, [r["cold_total_s"] for r in results])
+    summary = {"results": results, "cold_time_vs_n": fit}
+    out_md.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    bottom = np.zeros(len(ns))
+    for stage in STAGES:
+        vals = np.array([r["cold_s"][stage] for r in results])
+        ax1.bar([str(n) for n in ns], vals, bottom=bottom, label=stage)
+        bottom += vals
+    ax1.plot([str(n) for n in ns], [r["bare_encoder_s"] for r in results], "k--o", label="bare encoder")
+    ax1.set(xlabel="interviews (N)", ylabel="seconds, cold run", title="Time per stage")
+    ax1.legend(fontsize=8)
+    ax2.plot(ns, [r["peak_rss_mb"] for r in results], "o-")
+    ax2.axhline(1536, color="grey", ls=":", label="1.5 GB")
+    ax2.set(xlabel="interviews (N)", ylabel="MB", title="Peak resident memory", ylim=(0, None))
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_md.with_suffix(".png"), dpi=110, metadata={"Software": None})
+    head = ("| N | excerpts | cold s | " + " | ".join(f"{s} %" for s in STAGES)
+            + " | end-to-end ex/s | bare encoder ex/s | ratio | warm re-run s | warm speed-up"
+            + " | embeddings cached s | load s | peak RSS MB |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        shares = " | ".join(f"{100 * r['cold_s'][s] / r['cold_total_s']:.1f}" for s in STAGES)
+        lines.append(f"| {r['n']} | {r['excerpts']} | {r['cold_total_s']} | {shares} | {r['end_to_end_excerpts_per_s']}"
+                     f" | {r['bare_encoder_excerpts_per_s']} | {r['ratio_end_to_end_to_encoder']} | {r['warm_rerun_s']}"
+                     f" | {r['warm_speedup']}x | {r['embeddings_cached_s']} | {r['load_s']} | {r['peak_rss_mb']} |")
+    lines.append("")
+    lines.append(f"Cold time = {fit['intercept_s']} s + {fit['seconds_per_interview']} s x N (R² {fit['r2']}).")
+    print("\n".join(lines))
+    return summary
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40, 80])
+    ap.add_argument("--backend", default="torch")
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "default")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md",
+                    help="Markdown table; .json and .png are written beside it (the .md itself is not overwritten).")
+    ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one is not None:
+        with tempfile.TemporaryDirectory(prefix="discourse-bench-") as tmp:
+            print(json.dumps(one(args.one, args.backend, args.model, Path(tmp), args.seed)))
+        return 0
+    results = []
+    for n in args.sizes:
+        proc = subprocess.run([sys.executable, __file__, "--one", str(n), "--backend", args.backend,
+                               "--model", str(args.model), "--seed", str(args.seed)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            sys.stderr.write(proc.stderr)
+            return proc.returncode
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), file=sys.stderr)
+    write_outputs(results, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
