@@ -117,7 +117,34 @@ def run_pipeline(manifest: Path, model, model_key: str, nlp_loader, work: Path) 
     return sec, len(pred)
 
 
-def one(n: int, backend: str, model_dir: Path, tmp: Path, seed: int) -> dict:
+def top_functions(stats, limit: int = 12) -> list[dict]:
+    """The functions with the most self time in a cProfile run, and whether they are the encoder's."""
+    rows = []
+    total = sum(v[2] for v in stats.stats.values())
+    for (file, line, func), (_, _, tottime, _, _) in stats.stats.items():
+        rows.append({"function": f"{Path(file).name}:{line}({func})", "self_s": tottime,
+                     "share": tottime / total,
+                     "encoder": any(k in file for k in ("torch", "onnxruntime", "transformers", "tokenizers"))
+                     or "torch" in func or "onnxruntime" in func})
+    rows.sort(key=lambda r: -r["self_s"])
+    return [{**r, "self_s": round(r["self_s"], 2), "share": round(r["share"], 4)} for r in rows[:limit]]
+
+
+def profiled_run(manifest: Path, model, key: str, nlp, work: Path) -> list[dict]:
+    """A cold run (empty embedding cache) under cProfile; the top functions by self time."""
+    import cProfile
+    import pstats
+
+    model.encoder.cache = None  # nothing cached: the encoder must show if it dominates
+    prof = cProfile.Profile()
+    prof.enable()
+    run_pipeline(manifest, model, key, lambda: nlp, work)
+    prof.disable()
+    return top_functions(pstats.Stats(prof))
+
+
+def one(n: int, backend: str, model_dir: Path, tmp: Path, seed: int, profile: bool = False,
+        bare_sample: int = 800) -> dict:
     """Everything measured for one N, in this process."""
     from discourse.embed import Encoder
     from discourse.model import DiscourseClassifier, read_model_manifest
@@ -146,20 +173,24 @@ def one(n: int, backend: str, model_dir: Path, tmp: Path, seed: int) -> dict:
     words = int(pd.read_parquet(tmp / "out" / "predictions.parquet")["n_words"].sum())
     bare_enc = Encoder(name, backend=backend, use_cache=False) if backend != "torch" else Encoder(name, use_cache=False)
     bare_enc.encode(texts[:16])  # load weights
+    sample = texts if len(texts) <= bare_sample else \
+        [texts[i] for i in sorted(np.random.default_rng(seed).choice(len(texts), bare_sample, replace=False))]
     t = time.perf_counter()
-    bare_enc.encode(texts)
-    bare = time.perf_counter() - t
+    bare_enc.encode(sample)
+    bare = (time.perf_counter() - t) * len(texts) / len(sample)  # seconds for all the excerpts
     cold_total = sum(cold.values())
-    return {
+    hot = profiled_run(manifest, model, key, nlp, tmp / "out-profiled") if profile else None
+    return {"profile_top_functions": hot,
+            
         "n": n, "backend": backend, "encoder": name, "excerpts": n_ex, "unique_texts": len(set(texts)), "words": words,
         "load_s": round(load, 2), "cold_s": {k: round(cold[k], 3) for k in STAGES}, "cold_total_s": round(cold_total, 2),
         "end_to_end_excerpts_per_s": round(n_ex / cold_total, 2),
         "end_to_end_with_load_excerpts_per_s": round(n_ex / (cold_total + load), 2),
-        "bare_encoder_s": round(bare, 2), "bare_encoder_excerpts_per_s": round(len(texts) / bare, 2),
+        "bare_encoder_s": round(bare, 2), "bare_encoder_sample": len(sample), "bare_encoder_excerpts_per_s": round(len(texts) / bare, 2),
         "ratio_end_to_end_to_encoder": round(bare / cold_total, 3),
         "warm_rerun_s": round(warm, 3), "warm_speedup": round(cold_total / warm, 1),
         "embeddings_cached_s": round(warm_embed, 2), "embeddings_cached_speedup": round(cold_total / warm_embed, 1),
-        "peak_rss_mb": round(rss),
+        "peak_rss_mb": round(rss)
     }
 
 
@@ -222,13 +253,14 @@ def main() -> int:
     args = ap.parse_args()
     if args.one is not None:
         with tempfile.TemporaryDirectory(prefix="discourse-bench-") as tmp:
-            print(json.dumps(one(args.one, args.backend, args.model, Path(tmp), args.seed)))
+            print(json.dumps(one(args.one, args.backend, args.model, Path(tmp), args.seed,
+                                 profile=args.one == min(args.sizes))))
         return 0
     results = []
     for n in args.sizes:
-        proc = subprocess.run([sys.executable, __file__, "--one", str(n), "--backend", args.backend,
+        proc = subprocess.run([sys.executable, __file__, "--one", str(n), "--sizes", *map(str, args.sizes), "--backend", args.backend,
                                "--model", str(args.model), "--seed", str(args.seed)],
-                              capture_output=True, text=True)
+                              check=False, capture_output=True, text=True)
         if proc.returncode:
             sys.stderr.write(proc.stderr)
             return proc.returncode
