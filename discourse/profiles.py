@@ -66,12 +66,19 @@ def _between_ss(p_sums: np.ndarray, n: np.ndarray, labels: np.ndarray, n_groups:
 
 
 def permutation_p(p_sums: np.ndarray, n: np.ndarray, labels: np.ndarray, rng: np.random.Generator, reps: int) -> float:
-    """P-value of 'groups differ' by permuting group labels over speakers."""
+    """P-value of 'groups differ' by permuting group labels over speakers (all permutations at once)."""
     n_groups = int(labels.max()) + 1
     if n_groups < 2:
         return np.nan
     observed = _between_ss(p_sums, n, labels, n_groups)
-    hits = sum(_between_ss(p_sums, n, rng.permutation(labels), n_groups) >= observed - 1e-12 for _ in range(reps))
+    perms = rng.permuted(np.broadcast_to(labels, (reps, len(labels))), axis=1)
+    cells = (perms + n_groups * np.arange(reps)[:, None]).ravel()
+    tot_p = np.bincount(cells, weights=np.tile(p_sums, reps), minlength=reps * n_groups).reshape(reps, n_groups)
+    tot_n = np.bincount(cells, weights=np.tile(n, reps), minlength=reps * n_groups).reshape(reps, n_groups)
+    overall = p_sums.sum() / n.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prev = np.where(tot_n > 0, tot_p / tot_n, overall)
+    hits = int(np.sum((tot_n * (prev - overall) ** 2).sum(axis=1) >= observed - 1e-12))
     return (1 + hits) / (1 + reps)
 
 
@@ -110,6 +117,7 @@ def profile(
     groups = sorted(clusters["group"].unique())
     label_of = {g: i for i, g in enumerate(groups)}
     labels = clusters["group"].map(label_of).to_numpy()
+    n_docs = df.groupby("_group")["doc_id"].nunique().to_dict()
     rows = []
     for j, c in enumerate(codes):
         rng = np.random.default_rng([seed, j, len(groups)])
@@ -118,13 +126,12 @@ def profile(
         p_value = permutation_p(p_sums, n, labels, rng, permutations) if len(groups) > 1 else np.nan
         for g in groups:
             m = labels == label_of[g]
-            sub = df[df["_group"] == g]
             lo, hi = _bootstrap_ci(p_sums[m], n[m], rng, reps)
             n_exc = int(n[m].sum())
             n_assigned = int(clusters.loc[m, f"a_{c}"].sum())
             rows.append({
                 "grouping": name, "group": g, "code": c,
-                "n_documents": int(sub["doc_id"].nunique()), "n_speakers": int(m.sum()), "n_excerpts": n_exc,
+                "n_documents": n_docs[g], "n_speakers": int(m.sum()), "n_excerpts": n_exc,
                 "prevalence": float(p_sums[m].sum() / n_exc) if n_exc else np.nan,
                 "ci_low": lo, "ci_high": hi, "estimator": ESTIMATOR,
                 "n_assigned": n_assigned, "share_assigned": n_assigned / n_exc if n_exc else np.nan,
