@@ -167,7 +167,8 @@ def _save_each(results: Iterable, groups: list[list[str]], todo: dict[str, Path]
     for i, part, seconds, failed in results:
         stats["seconds"] = {k: stats["seconds"][k] + seconds[k] for k in STAGES}
         if failed and strict:
-            raise DiscourseError(f"{failed[0][0]}: {failed[0][1]}")
+            doc_id, why = failed[0]
+            raise DiscourseError(why if doc_id in why else f"{doc_id}: {why}")
         study.skipped.extend(failed)
         bad = {d for d, _ in failed}
         by_doc = dict(tuple(part.groupby("doc_id", sort=False))) if part is not None else {}
