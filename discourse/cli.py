@@ -123,8 +123,8 @@ model_option = click.option(
 
 backend_option = click.option(
     "--encoder-backend", "backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
-    help="How the encoder runs: torch, or onnx-int8 (int8-quantized with onnxruntime: faster, slightly "
-    "different vectors; exported once into the cache). Same encoder either way.",
+    help="How the encoder runs: torch, or onnx-int8 (int8-quantized with onnxruntime, exported once into the "
+    "cache: faster, and its vectors differ from torch's, see docs/backends.md). Same encoder either way.",
 )
 
 

@@ -14,7 +14,8 @@ Each text is run on its own (batch of one, no padding). Dynamic quantization
 scales the activations of each matrix product by the range of the whole
 input tensor, so in a padded batch a text's vector would depend on the other
 texts of its batch (and on the padding); one text per run makes every
-vector a function of its text alone, and costs no speed on CPU.
+vector a function of its text alone, and is also faster here than padded
+batches of 16 (no padding is computed; see docs/backends.md).
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ def export_float(st_folder: Path, out_path: Path) -> None:
         )
 
 
-def quantize(float_path: Path, out_path: Path) -> None:
-    """Dynamic int8 quantization of the weights, per output channel."""
+def quantize(float_path: Path, out_path: Path, keep_float: Sequence[str] = ()) -> None:
+    """Dynamic int8 quantization of the weights, per output channel (nodes named in ``keep_float`` stay float)."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -125,7 +126,8 @@ def quantize(float_path: Path, out_path: Path) -> None:
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # "consider pre-processing" advice on the root logger
     try:
-        quantize_dynamic(str(float_path), str(out_path), per_channel=True, weight_type=QuantType.QInt8)
+        quantize_dynamic(str(float_path), str(out_path), per_channel=True, weight_type=QuantType.QInt8,
+                         nodes_to_exclude=list(keep_float))
     finally:
         logging.disable(previous)
 
@@ -165,9 +167,10 @@ def build(st_folder: Path, encoder_id: str, cache_dir: str | os.PathLike) -> Pat
         os.chmod(tmp, 0o755)
         try:
             os.replace(tmp, target)
-        except OSError:  # another process finished first: keep its copy
+        except OSError as exc:  # another process finished first: keep its copy
             if not (target / INFO_FILE).is_file():
-                raise
+                raise DiscourseError(f"cannot store the onnx-int8 model ({exc.strerror}): delete {target} and retry",
+                                     target) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -4,6 +4,7 @@ Uses the small packaged all-MiniLM-L6-v2 encoder and the session's private cache
 (tests/conftest.py points $DISCOURSE_CACHE at a temporary folder).
 """
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -18,7 +19,10 @@ from discourse.embed import BACKENDS, Encoder, default_cache_dir
 from discourse.errors import DiscourseError
 
 ROOT = Path(__file__).resolve().parent.parent
-pytest.importorskip("onnxruntime")
+needs_onnxruntime = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
+    reason="onnxruntime and onnx are not installed (pip install onnxruntime onnx)",
+)
 
 SENTENCES = [
     "We listen to people and they tell us what works for them.",
@@ -84,6 +88,7 @@ def test_missing_onnxruntime_is_one_clear_error(monkeypatch):
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_export_and_quantize_offline_into_the_cache(offline_built):
     from discourse.onnx_backend import INFO_FILE, MODEL_FILE, model_dir, sha256_file
 
@@ -105,6 +110,7 @@ def test_export_and_quantize_offline_into_the_cache(offline_built):
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_same_encoder_identity_different_cache_file(onnx_enc, torch_enc, tmp_path):
     assert onnx_enc.id == torch_enc.id and onnx_enc.name == torch_enc.name
     assert (onnx_enc.backend, torch_enc.backend) == ("onnx-int8", "torch")
@@ -122,6 +128,7 @@ def test_same_encoder_identity_different_cache_file(onnx_enc, torch_enc, tmp_pat
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_tokens_match_sentence_transformers_including_truncation(onnx_enc, torch_enc):
     st = torch_enc.model
     long_text = " ".join(["Involvement means a real say in how the service is run."] * 60)  # > 256 tokens
@@ -134,6 +141,7 @@ def test_tokens_match_sentence_transformers_including_truncation(onnx_enc, torch
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_int8_vectors_agree_with_torch_and_have_unit_norm(onnx_enc, torch_enc):
     texts = _real_texts(60)
     v = onnx_enc.encode(texts)
@@ -148,6 +156,7 @@ def test_int8_vectors_agree_with_torch_and_have_unit_norm(onnx_enc, torch_enc):
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_same_texts_twice_give_identical_bytes(onnx_enc):
     texts = _real_texts(30)
     first = onnx_enc.encode(texts).tobytes()
@@ -157,6 +166,7 @@ def test_same_texts_twice_give_identical_bytes(onnx_enc):
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_order_and_neighbours_do_not_change_a_texts_vector(onnx_enc):
     texts = _real_texts(40)
     v = onnx_enc.encode(texts)
@@ -168,6 +178,7 @@ def test_order_and_neighbours_do_not_change_a_texts_vector(onnx_enc):
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_batched_runs_pool_over_the_mask(onnx_enc):
     """Padded batches (sorted by length) give nearly the vectors of single runs: padding is masked out."""
     texts = _real_texts(30)
@@ -178,6 +189,7 @@ def test_batched_runs_pool_over_the_mask(onnx_enc):
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_damaged_model_file_is_a_clear_error(onnx_enc, tmp_path, monkeypatch, run_cli):
     from discourse.onnx_backend import MODEL_FILE, model_dir
 
@@ -197,6 +209,7 @@ def test_damaged_model_file_is_a_clear_error(onnx_enc, tmp_path, monkeypatch, ru
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_two_processes_building_at_once_both_succeed(tmp_path):
     code = (
         "import sys; from discourse.embed import Encoder; "
@@ -231,6 +244,7 @@ def small_model(tmp_path_factory, offline_built):
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_cli_train_and_predict_with_onnx_int8(run_cli, small_model, tmp_path):
     manifest = json.loads((small_model / "manifest.json").read_text())
     assert manifest["encoder"]["backend"] == "onnx-int8" and manifest["encoder"]["name"] == "all-MiniLM-L6-v2"
@@ -254,6 +268,7 @@ def test_cli_train_and_predict_with_onnx_int8(run_cli, small_model, tmp_path):
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_cli_evaluate_and_classify_record_the_backend(run_cli, small_model, demo_study, tmp_path):
     ev = tmp_path / "ev"
     code, _, err = run_cli("evaluate", "--model", small_model, "--encoder-backend", "onnx-int8", "-o", ev)
@@ -274,6 +289,7 @@ def test_cli_evaluate_and_classify_record_the_backend(run_cli, small_model, demo
 
 
 @pytest.mark.slow
+@needs_onnxruntime
 def test_cli_damaged_model_is_one_line_exit_2(run_cli, small_model, onnx_enc, tmp_path, monkeypatch):
     from discourse.onnx_backend import MODEL_FILE, model_dir
 
