@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .embed import BACKENDS, DEFAULT_BACKEND
 from .errors import DiscourseError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -120,11 +121,17 @@ model_option = click.option(
     type=click.Path(file_okay=False), help="A trained model folder.",
 )
 
+backend_option = click.option(
+    "--encoder-backend", "backend", type=click.Choice(BACKENDS), default=DEFAULT_BACKEND, show_default=True,
+    help="How the encoder runs: torch, or onnx-int8 (int8-quantized with onnxruntime, exported once into the "
+    "cache: faster, and its vectors differ from torch's, see docs/backends.md). Same encoder either way.",
+)
 
-def _load_model(model_dir):
+
+def _load_model(model_dir, backend: str = DEFAULT_BACKEND):
     from .model import DiscourseClassifier
 
-    return DiscourseClassifier.load(model_dir)
+    return DiscourseClassifier.load(model_dir, backend=backend)
 
 
 @cli.command("train")
@@ -137,7 +144,8 @@ def _load_model(model_dir):
 @click.option("--encoder", default="all-mpnet-base-v2", show_default=True, help="Packaged encoder name (all-mpnet-base-v2, all-MiniLM-L6-v2) or a local sentence-transformers folder.")
 @click.option("--include-reviewed", "reviewed", type=click.Path(dir_okay=False), default=None, help="Reviewed-codes store from `discourse audit apply` to add to the training data.")
 @click.option("--group-by", default=None, help="Column to group cross-validation by (default: batch, source or doc_id).")
-def train_cmd(coded, codebook, output, features, C, tfidf_weight, encoder, reviewed, group_by):
+@backend_option
+def train_cmd(coded, codebook, output, features, C, tfidf_weight, encoder, reviewed, group_by, backend):
     """Train a model on hand-coded excerpts (CSV/Parquet with text and codes)."""
     import pandas as pd
 
@@ -158,7 +166,7 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, encoder, revie
         df = pd.concat([df, extra], ignore_index=True)
     params = {k: v for k, v in {"features": features, "C": C, "tfidf_weight": tfidf_weight}.items() if v is not None}
     config = ModelConfig(**params)
-    enc = Encoder(encoder) if "embedding" in config.features else None
+    enc = Encoder(encoder, backend=backend) if "embedding" in config.features else None
     if group_by:
         if group_by not in df.columns:
             raise DiscourseError(f"no column '{group_by}' to group by", coded)
@@ -176,7 +184,8 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, encoder, revie
 @model_option
 @click.option("--test", "test_path", default=str(DEFAULT_TEST), show_default="corpora/test/test.csv", type=click.Path(dir_okay=False), help="Hand-coded test excerpts, never used in training.")
 @click.option("-o", "--output", default="evaluation", show_default=True, type=click.Path(file_okay=False), help="Folder for evaluation.md, evaluation.csv, reliability.png.")
-def evaluate_cmd(model_dir, test_path, output):
+@backend_option
+def evaluate_cmd(model_dir, test_path, output, backend):
     """Measure a model against hand-coded test excerpts: P/R/F1, kappa, alpha, calibration."""
     from .coded import read_coded
     import json
@@ -185,7 +194,7 @@ def evaluate_cmd(model_dir, test_path, output):
     from .reporting import evaluation_markdown
     from .tables import write_table, write_text
 
-    model = _load_model(model_dir)
+    model = _load_model(model_dir, backend)
     df = read_coded(test_path, model.codes)
     P = model.predict_proba(df["text"].tolist())
     Y = to_matrix(df["codes"].tolist(), model.codes)
@@ -199,7 +208,7 @@ def evaluate_cmd(model_dir, test_path, output):
     summary = {"file": Path(test_path).name, "n": len(df), "macro_f1": round(float(macro.f1), 4),
                "micro_f1": round(float(table.set_index("code").loc["micro"].f1), 4),
                "mean_kappa": round(float(macro.kappa), 4), "min_kappa": round(float(table.kappa[:len(model.codes)].min()), 4),
-               "ece": round(float(ece), 4)}
+               "ece": round(float(ece), 4), "encoder_backend": backend}
     write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
     md = evaluation_markdown(table, ece, len(df), Path(model_dir).name, Path(test_path).name)
     write_text(md, out / "evaluation.md")
@@ -210,13 +219,14 @@ def evaluate_cmd(model_dir, test_path, output):
 @click.argument("table", type=click.Path(dir_okay=False))
 @model_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="OUT.csv or OUT.parquet")
-def predict_cmd(table, model_dir, output):
+@backend_option
+def predict_cmd(table, model_dir, output, backend):
     """Add p_<code> probabilities and assigned codes to any table with a text column."""
     from .predict import predict_table
     from .tables import read_table, write_table
 
     df = read_table(table, required=("text",))
-    model = _load_model(model_dir)
+    model = _load_model(model_dir, backend)
     out, n_empty = predict_table(df, model)
     if n_empty:
         _warn(f"{table}: {n_empty} row(s) with empty text get no probabilities and no codes")
@@ -225,7 +235,7 @@ def predict_cmd(table, model_dir, output):
 
 
 def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool, adapt: bool = False,
-                scheduler: str | None = None) -> dict:
+                backend: str = DEFAULT_BACKEND, scheduler: str | None = None) -> dict:
     """Classify a study into OUTDIR (texts/, turns.parquet, excerpts.parquet, predictions.*, run.json)."""
     import json
 
@@ -235,16 +245,17 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
 
     if remove_stale_temporaries(outdir):
         _warn(f"{outdir}: removed temporary files left by an interrupted run")
-    model = _load_model(model_dir)
+    model = _load_model(model_dir, backend)
     study = _load_study(paths, manifest, speakers, strict)
     settings = SegmentSettings()
+    model_key = model_fingerprint(model_dir) + ("" if backend == "torch" else f"-{backend}")  # cached docs per backend
     map_chunks = None
     if scheduler:
         from .cluster import map_on_cluster
 
-        map_chunks = map_on_cluster(scheduler, model_dir, settings)
+        map_chunks = map_on_cluster(scheduler, model_dir, settings, backend)
     pred, stats = classify_study(
-        study, model, model_fingerprint(model_dir), lambda: load_pipeline(settings.method), outdir / ".cache",
+        study, model, model_key, lambda: load_pipeline(settings.method), outdir / ".cache",
         settings, progress=_progress("classifying", len(study.documents) > 1), strict=strict, adapt=adapt,
         map_chunks=map_chunks,
     )
@@ -256,7 +267,8 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
     write_table(pred, outdir / "predictions.csv")
     run = {
         "model": {"folder": Path(model_dir).name, "manifest_sha256": model_fingerprint(model_dir),
-                  "codes": model.codes, "thresholds": dict(zip(model.codes, model.thresholds_))},
+                  "codes": model.codes, "thresholds": dict(zip(model.codes, model.thresholds_)),
+                  "encoder_backend": backend},
         "segmentation": settings.__dict__,
         "adapt_priors": stats.get("adapted_prevalence"),
         "documents": [{"doc_id": d.doc_id, "file": Path(d.path).name, "format": d.format, "sha256": d.sha256}
@@ -285,10 +297,11 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @strict_option
 @click.option("--adapt-priors", is_flag=True, help="Adjust probabilities to this corpus's own prevalence of each code (EM prior correction).")
+@backend_option
 @click.option("--scheduler", default=None, metavar="ADDRESS", help="Send documents to a Dask distributed scheduler (e.g. tcp://10.0.0.5:8786) instead of working them here.")
-def classify_cmd(paths, manifest, speakers, model_dir, output, strict, adapt_priors, scheduler):
+def classify_cmd(paths, manifest, speakers, model_dir, output, strict, adapt_priors, backend, scheduler):
     """Read, segment and code every transcript; resumes finished documents."""
-    classify_to(Path(output), paths, manifest, speakers, model_dir, strict, adapt_priors, scheduler)
+    classify_to(Path(output), paths, manifest, speakers, model_dir, strict, adapt_priors, backend, scheduler)
 
 
 def _read_predictions(path):
@@ -355,14 +368,15 @@ def report_cmd(outdir, model_dir, output, redact):
 @cli.command("run")
 @click.option("-o", "--output", default="out", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
 @model_option
-def run_cmd(output, model_dir):
+@backend_option
+def run_cmd(output, model_dir, backend):
     """The main job on the bundled demo corpus: classify, profile, report."""
     from .report import build_report
 
     if not DEMO_MANIFEST.exists():
         raise DiscourseError("the demo corpus is missing (corpora/demo/manifest.csv)", DEMO_MANIFEST)
     out = Path(output)
-    classify_to(out, (), str(DEMO_MANIFEST), None, model_dir, False)
+    classify_to(out, (), str(DEMO_MANIFEST), None, model_dir, False, backend=backend)
     pred, codes = _read_predictions(out / "predictions.parquet")
     by = ("role", "trust", "trust,role")
     profile_to(pred, codes, by, out / "profiles.csv")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .embed import DEFAULT_BACKEND
 from .errors import DiscourseError
 from .pipeline import SegmentSettings, _isolating, classify_turns, model_fingerprint
 
@@ -36,7 +37,7 @@ class ModelOnWorker(WorkerPlugin):
 
     name = PLUGIN_NAME
 
-    def __init__(self, model_dir: str | Path, settings: SegmentSettings, backend: str = "torch"):
+    def __init__(self, model_dir: str | Path, settings: SegmentSettings, backend: str = DEFAULT_BACKEND):
         folder = Path(model_dir)
         self.files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
         self.key, self.settings, self.backend = model_fingerprint(folder), settings, backend
@@ -49,8 +50,7 @@ class ModelOnWorker(WorkerPlugin):
         self.folder = tempfile.mkdtemp(prefix="discourse-model-")
         for name, data in self.files.items():
             (Path(self.folder) / name).write_bytes(data)
-        kw = {} if self.backend == "torch" else {"backend": self.backend}
-        self.model = DiscourseClassifier.load(self.folder, **kw)
+        self.model = DiscourseClassifier.load(self.folder, backend=self.backend)
         self.nlp = load_pipeline(self.settings.method)
 
     def teardown(self, worker=None):
@@ -69,7 +69,7 @@ def work_chunk(turns: pd.DataFrame, key: str) -> tuple[pd.DataFrame | None, dict
 
 
 def map_on_cluster(address: str, model_dir: str | Path, settings: SegmentSettings | None = None,
-                   backend: str = "torch", timeout: str = "20s") -> Callable:
+                   backend: str = DEFAULT_BACKEND, timeout: str = "20s") -> Callable:
     """A ``map_chunks`` for :func:`discourse.pipeline.classify_study` that sends chunks to a Dask scheduler.
 
     Results are yielded as chunks finish (so each is saved at once); the chunks,

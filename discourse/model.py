@@ -257,7 +257,8 @@ class DiscourseClassifier:
             "codebook": codebook.to_dict() if codebook is not None else None,
             "codebook_sha256": codebook.sha256 if codebook is not None else None,
             "encoder": None if self.encoder is None or "embedding" not in self.config.features else
-            {"name": self.encoder.name, "id": self.encoder.id, "dim": self.encoder.dim},
+            {"name": self.encoder.name, "id": self.encoder.id, "dim": self.encoder.dim,
+             "backend": getattr(self.encoder, "backend", "torch")},
             "config": asdict(self.config),
             "platt": [list(p) for p in self.platt_],
             "thresholds": dict(zip(self.codes, self.thresholds_)),
@@ -273,8 +274,13 @@ class DiscourseClassifier:
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, codebook=None, encoder=None) -> "DiscourseClassifier":
-        """Load a saved model, verifying file hashes, codebook and encoder; refuses mismatches."""
+    def load(cls, folder: str | os.PathLike, codebook=None, encoder=None, backend: str | None = None) -> "DiscourseClassifier":
+        """Load a saved model, verifying file hashes, codebook and encoder; refuses mismatches.
+
+        ``backend`` (torch or onnx-int8; default ``embed.DEFAULT_BACKEND``) is how the encoder runs
+        when ``encoder`` is not given;
+        the model was trained with the same weights whatever backend embedded its training data.
+        """
         import skops.io as sio
 
         folder = Path(folder)
@@ -310,9 +316,9 @@ class DiscourseClassifier:
         enc_info = manifest.get("encoder")
         if enc_info:
             if encoder is None:
-                from .embed import Encoder
+                from .embed import DEFAULT_BACKEND, Encoder
 
-                encoder = Encoder(enc_info["name"])
+                encoder = Encoder(enc_info["name"], backend=backend or DEFAULT_BACKEND)
             if encoder.id != enc_info["id"]:
                 raise DiscourseError(
                     f"the model was trained with encoder {enc_info['id']}, but {encoder.id} is in use: "

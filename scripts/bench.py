@@ -155,7 +155,7 @@ def one(n: int, backend: str, model_dir: Path, tmp: Path, seed: int, profile: bo
     manifest = build_corpus(n, tmp / "corpus", seed)
     name = read_model_manifest(model_dir)["encoder"]["name"]
     t = time.perf_counter()
-    enc = Encoder(name, backend=backend, cache_dir=tmp / "cache") if backend != "torch" else Encoder(name, cache_dir=tmp / "cache")
+    enc = Encoder(name, backend=backend, cache_dir=tmp / "cache")
     model = DiscourseClassifier.load(model_dir, encoder=enc)
     enc.encode([f"A first sentence, number {i}, to warm the encoder up." for i in range(16)])  # as the bare one is
     nlp = load_pipeline("parser")
@@ -171,7 +171,7 @@ def one(n: int, backend: str, model_dir: Path, tmp: Path, seed: int, profile: bo
     rss = peak_rss_mb()
     texts = pd.read_parquet(tmp / "out" / "predictions.parquet")["text"].tolist()
     words = int(pd.read_parquet(tmp / "out" / "predictions.parquet")["n_words"].sum())
-    bare_enc = Encoder(name, backend=backend, use_cache=False) if backend != "torch" else Encoder(name, use_cache=False)
+    bare_enc = Encoder(name, backend=backend, use_cache=False)
     bare_enc.encode(texts[:16])  # load weights
     sample = texts if len(texts) <= bare_sample else \
         [texts[i] for i in sorted(np.random.default_rng(seed).choice(len(texts), bare_sample, replace=False))]
@@ -305,7 +305,7 @@ def write_outputs(runs: dict[str, list[dict]], out_md: Path, command: str) -> di
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40, 80])
-    ap.add_argument("--backends", nargs="+", default=["torch"], help="Encoder backends to measure (torch, onnx-int8).")
+    ap.add_argument("--backends", nargs="+", default=["onnx-int8", "torch"], help="Encoder backends to measure (torch, onnx-int8).")
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md",

@@ -97,7 +97,7 @@ def main() -> int:
     for name, enc_name, config in candidates(args):
         enc = None
         if enc_name:
-            enc = encoders.setdefault(enc_name, Encoder(None if enc_name == "default" else enc_name))
+            enc = encoders.setdefault(enc_name, Encoder(None if enc_name == "default" else enc_name, backend="torch"))
             enc.encode(train["text"].tolist() + test["text"].tolist())  # warm the cache: timing below is the model's
         t0 = time.perf_counter()
         model = DiscourseClassifier(codes, encoder=enc, config=config)
@@ -106,7 +106,7 @@ def main() -> int:
         P = model.predict_proba(test["text"].tolist())
         table = agreement_table(Y, P >= np.asarray(model.thresholds_), codes)
         # predict speed from raw text, encoder cache off
-        cold = Encoder(None if enc_name in (None, "default") else enc_name, use_cache=False) if enc_name else None
+        cold = Encoder(None if enc_name in (None, "default") else enc_name, backend="torch", use_cache=False) if enc_name else None
         speed_model = DiscourseClassifier(codes, encoder=cold, config=config)
         speed_model.vectorizer_, speed_model.estimators_ = model.vectorizer_, model.estimators_
         speed_model.platt_, speed_model.thresholds_ = model.platt_, model.thresholds_

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1795219200}  # fixed creation time: same data, same bytes
-"$BIN/discourse" train corpora/training/train.csv --codebook corpora/codebook.yaml --encoder all-mpnet-base-v2 -o models/default
+"$BIN/discourse" train corpora/training/train.csv --codebook corpora/codebook.yaml --encoder all-mpnet-base-v2 --encoder-backend torch -o models/default
 "$BIN/discourse" evaluate --model models/default --test corpora/test/test.csv -o models/default/evaluation

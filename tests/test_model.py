@@ -47,7 +47,7 @@ def test_encoder_is_offline_cached_and_deterministic(encoder, tmp_path):
     assert np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-5)
     assert np.array_equal(X[0], X[2])
     again = Encoder(cache_dir=encoder.cache.path.parent)
-    again._model = "must not be loaded"  # every vector comes from the cache
+    again._model = again._onnx = "must not be loaded"  # every vector comes from the cache
     assert np.array_equal(again.encode(texts[:2]), X[:2])
 
 
