@@ -32,7 +32,7 @@ from .study import Study
 from .tables import write_table
 
 CACHED = ["excerpt_id", "doc_id", "turn", "text", "start", "end", "n_sentences", "n_words"]
-CHUNK_DOCS = 8  # documents per unit of work (one spaCy pass, one encoder pass, then saved)
+CHUNK_DOCS = 4  # documents per unit of work (one spaCy pass, one encoder pass, then saved)
 STAGES = ("segment", "embed", "predict")
 
 
@@ -54,26 +54,33 @@ def document_key(doc, turns: pd.DataFrame, model_key: str, settings: SegmentSett
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def classify_turns(turns: pd.DataFrame, model, nlp, settings: SegmentSettings) -> tuple[pd.DataFrame, dict]:
-    """Excerpts of the documents in ``turns`` with their probabilities, and seconds per stage.
-
-    One spaCy pass over all turns, one encoder pass over all excerpts, one
-    classifier pass; no metadata beyond offsets.
-    """
-    seconds = dict.fromkeys(STAGES, 0.0)
-    t0 = time.perf_counter()
+def excerpts_of(turns: pd.DataFrame, nlp, settings: SegmentSettings) -> pd.DataFrame:
+    """The excerpts of the documents in ``turns`` (one spaCy pass), offsets only."""
     ex = segment(turns, nlp, max_sentences=settings.max_sentences, max_tokens=settings.max_tokens,
                  min_words=settings.min_words)
-    out = ex[CACHED].copy()
-    texts = out["text"].tolist()
-    t1 = time.perf_counter()
+    return ex[CACHED].copy()
+
+
+def score_excerpts(ex: pd.DataFrame, model) -> tuple[pd.DataFrame, dict]:
+    """Add one calibrated ``p_<code>`` column per code (one encoder pass); seconds to embed and predict."""
+    texts = ex["text"].tolist()
+    t0 = time.perf_counter()
     emb = model.embed(texts) if texts else None
-    t2 = time.perf_counter()
+    t1 = time.perf_counter()
     P = model.predict_proba(texts, embeddings=emb) if texts else np.zeros((0, len(model.codes)))
+    out = ex.copy()
     for j, col in enumerate(proba_columns(model.codes)):
         out[col] = np.round(P[:, j], PROBA_DECIMALS)
-    seconds.update(segment=t1 - t0, embed=t2 - t1, predict=time.perf_counter() - t2)
-    return out, seconds
+    return out, {"embed": t1 - t0, "predict": time.perf_counter() - t1}
+
+
+def classify_turns(turns: pd.DataFrame, model, nlp, settings: SegmentSettings) -> tuple[pd.DataFrame, dict]:
+    """Excerpts of the documents in ``turns`` with their probabilities, and seconds per stage."""
+    t0 = time.perf_counter()
+    ex = excerpts_of(turns, nlp, settings)
+    segmented = time.perf_counter() - t0
+    out, seconds = score_excerpts(ex, model)
+    return out, {"segment": segmented, **seconds}
 
 
 def chunks_of(doc_ids: list[str], size: int = CHUNK_DOCS) -> list[list[str]]:
@@ -100,7 +107,11 @@ def _isolating(run_chunk: Callable, turns: pd.DataFrame) -> tuple[pd.DataFrame, 
 
 
 def map_in_process(model, nlp_loader: Callable, settings: SegmentSettings) -> Callable:
-    """A ``map_chunks`` that works each chunk here, loading spaCy once, on first need."""
+    """A ``map_chunks`` that works each chunk here, in order, loading spaCy once, on first need.
+
+    (Segmenting the next chunk in a second thread while this one is encoded was
+    measured and is slower: the two threads contend for the interpreter lock.)
+    """
     nlp: list = []
 
     def run_chunk(turns: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
