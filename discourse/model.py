@@ -26,7 +26,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import DiscourseError
-from .evaluate import agreement_table, expected_calibration_error, reliability_curve, to_matrix
+from .evaluate import (
+    agreement_table,
+    expected_calibration_error,
+    reliability_curve,
+    to_matrix,
+)
+from .tables import sha256_file
 
 FEATURES = ("embedding", "tfidf", "embedding+tfidf")
 ESTIMATOR_FILE = "estimator.skops"
@@ -267,7 +273,7 @@ class DiscourseClassifier:
             "versions": _versions(),
             "created": datetime.fromtimestamp(int(os.environ.get("SOURCE_DATE_EPOCH", datetime.now(timezone.utc).timestamp())), timezone.utc).isoformat(),
             **(extra or {}),
-            "files": {ESTIMATOR_FILE: _sha256(folder / ESTIMATOR_FILE)},
+            "files": {ESTIMATOR_FILE: sha256_file(folder / ESTIMATOR_FILE)},
         }
         with atomic_path(folder / MANIFEST_FILE) as tmp:
             tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
@@ -289,7 +295,7 @@ class DiscourseClassifier:
             path = folder / name
             if not path.is_file():
                 raise DiscourseError(f"model file {name} is missing", folder)
-            if _sha256(path) != digest:
+            if sha256_file(path) != digest:
                 raise DiscourseError(
                     f"{name} does not match the sha256 in manifest.json: the model was changed or damaged; retrain or restore it",
                     folder,
@@ -351,14 +357,6 @@ def read_model_manifest(folder: str | os.PathLike) -> dict:
         if key not in manifest:
             raise DiscourseError(f"manifest.json has no '{key}'", folder)
     return manifest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _versions() -> dict:

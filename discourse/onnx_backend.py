@@ -20,7 +20,6 @@ batches of 16 (no padding is computed; see docs/backends.md).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import DiscourseError
+from .tables import sha256_file
 
 BACKEND = "onnx-int8"
 MODEL_FILE = "model.onnx"
@@ -59,14 +59,6 @@ def _find_spec(util, name: str):
 def model_dir(cache_dir: str | os.PathLike, encoder_id: str) -> Path:
     """Where the int8 model of an encoder is kept: ``<cache>/encoders/<encoder id>-onnx-int8``."""
     return Path(cache_dir) / "encoders" / f"{encoder_id}-{BACKEND}"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _versions() -> dict:

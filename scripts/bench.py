@@ -303,7 +303,7 @@ def write_outputs(runs: dict[str, list[dict]], out_md: Path, command: str) -> di
             f"- Cold time grows linearly with N: {fit['intercept_s']} s + {fit['seconds_per_interview']} s per "
             f"interview (R² {fit['r2']}); per excerpt, as a multiple of the bare encoder's time in the same run "
             f"(which drifts with the machine's load), it is flat: "
-            + ", ".join(f"{1 / r['ratio_end_to_end_to_encoder']:.2f}" for r in rs) + f" at N = "
+            + ", ".join(f"{1 / r['ratio_end_to_end_to_encoder']:.2f}" for r in rs) + " at N = "
             + ", ".join(str(r["n"]) for r in rs) + ".",
             f"- End-to-end / bare encoder: {min(r['ratio_end_to_end_to_encoder'] for r in rs)} to "
             f"{max(r['ratio_end_to_end_to_encoder'] for r in rs)} (target ≥ 0.8).",
@@ -329,7 +329,7 @@ def write_outputs(runs: dict[str, list[dict]], out_md: Path, command: str) -> di
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40, 80])
-    ap.add_argument("--backends", nargs="+", default=["onnx-int8", "torch"], help="Encoder backends to measure (torch, onnx-int8).")
+    ap.add_argument("--backends", nargs="+", default=["torch", "onnx-int8"], help="Encoder backends to measure (torch, onnx-int8).")
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md",

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1795219200}  # fixed creation time: same data, same bytes
 "$BIN/discourse" train corpora/training/train.csv --codebook corpora/codebook.yaml --encoder all-mpnet-base-v2 --encoder-backend torch -o models/default
-"$BIN/discourse" evaluate --model models/default --test corpora/test/test.csv --encoder-backend onnx-int8 -o models/default/evaluation  # as it runs by default
+"$BIN/discourse" evaluate --model models/default --test corpora/test/test.csv --encoder-backend torch -o models/default/evaluation

@@ -55,10 +55,13 @@ def main() -> int:
     ap.add_argument("--model", default=str(ROOT / "models" / "default"))
     ap.add_argument("--out", default=str(ROOT / "out" / "validate"))
     ap.add_argument("--json", default=None, help="write the results as JSON here")
+    ap.add_argument("--encoder-backend", default=None, help="torch or onnx-int8 (default: the CLI's)")
     args = ap.parse_args()
     out = Path(args.out)
     cli = [sys.executable, "-m", "discourse.cli", "classify", "--manifest", str(DEMO / "manifest.csv"),
            "--model", args.model, "-o", str(out)]
+    if args.encoder_backend:
+        cli += ["--encoder-backend", args.encoder_backend]
     subprocess.run(cli, check=True)
     pred = pd.read_parquet(out / "predictions.parquet")
     pred = pred[pred["role"] != "interviewer"].reset_index(drop=True)

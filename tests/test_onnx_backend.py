@@ -115,7 +115,7 @@ def test_same_encoder_identity_different_cache_file(onnx_enc, torch_enc, tmp_pat
     assert onnx_enc.id == torch_enc.id and onnx_enc.name == torch_enc.name
     assert (onnx_enc.backend, torch_enc.backend) == ("onnx-int8", "torch")
     t = Encoder(backend="torch", cache_dir=tmp_path)
-    o = Encoder(cache_dir=tmp_path)  # onnx-int8 is the default backend
+    o = Encoder(backend="onnx-int8", cache_dir=tmp_path)
     assert t.cache.path.name == f"embeddings-{t.id}.sqlite"  # unchanged: existing caches stay valid
     assert o.cache.path.name == f"embeddings-{t.id}-onnx-int8.sqlite"
     assert o.dim == t.dim == 384
