@@ -278,7 +278,7 @@ def write_outputs(runs: dict[str, list[dict]], out_md: Path, command: str) -> di
         "# Performance",
         "",
         f"Measured by `{command}` on {os.cpu_count()} cores (Python {platform.python_version()}, torch "
-        f"{torch.__version__}); the numbers below and `performance.json` are its output, `performance.png` its figure.",
+        f"{torch.__version__}); the numbers below and `performance.json` are the output, `performance.png` the figure.",
         "",
         "Each N is a corpus of N interviews resampled (seeded, with replacement) from the 24 demo interviews; a "
         "repeated interview has every sentence varied by a leading discourse marker, so no excerpt repeats and the "
