@@ -243,11 +243,11 @@ def plot(runs: dict[str, list[dict]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(runs) + 1, figsize=(5 * (len(runs) + 1), 4))
     for ax, (backend, results) in zip(axes, runs.items()):
-        ns = [str(r["n"]) for r in results]
+        ns = [r["n"] for r in results]  # a numeric axis, so linear growth looks linear
         bottom = np.zeros(len(ns))
         for stage in STAGES:
             vals = np.array([r["cold_s"][stage] for r in results])
-            ax.bar(ns, vals, bottom=bottom, label=stage)
+            ax.bar(ns, vals, bottom=bottom, width=0.08 * max(ns), label=stage)
             bottom += vals
         ax.plot(ns, [r["bare_encoder_s"] for r in results], "k--o", label="bare encoder")
         ax.set(xlabel="interviews (N)", ylabel="seconds, cold run", title=f"Time per stage ({backend})")
