@@ -257,13 +257,14 @@ def _render(turns: list[tuple[str, str]], doc_id: str) -> tuple[str, pd.DataFram
 def _docx_text(path: Path) -> str:
     try:
         import docx  # python-docx
+        from docx.opc.exceptions import OpcError
         from docx.table import Table
     except ImportError as exc:  # pragma: no cover - dependency always installed
         raise DiscourseError("reading .docx needs python-docx (pip install python-docx)", path) from exc
     try:
         document = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise DiscourseError(f"not a readable Word .docx file ({exc})", path) from None
+    except (zipfile.BadZipFile, KeyError, ValueError, OpcError) as exc:
+        raise DiscourseError(f"not a readable Word .docx file ({type(exc).__name__}: {exc})", path) from None
     lines = []
     for block in document.iter_inner_content():
         if isinstance(block, Table):

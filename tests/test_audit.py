@@ -357,7 +357,7 @@ CELL = {
 }
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.fixed_dictionaries(CELL), min_size=0, max_size=5),
        drop=st.sampled_from([[]] * 4 + [[c] for c in queue_columns(CODES)]),
        extra=st.sampled_from([[]] * 6 + [["p_other"], ["other"], ["Unnamed: 3"]]))
@@ -378,7 +378,7 @@ def test_fuzzed_review_tables_only_raise_discourse_errors(tmp_path, rows, drop, 
         assert all(set(v.split(";")) - {""} <= set(CODES) for v in out.codes)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(header=st.lists(st.sampled_from(HEADER_POOL), min_size=0, max_size=len(HEADER_POOL)),
        drop_some=st.booleans(),
        cells=st.lists(st.lists(VALUES, min_size=0, max_size=30), min_size=0, max_size=6),
