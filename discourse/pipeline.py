@@ -54,33 +54,24 @@ def document_key(doc, turns: pd.DataFrame, model_key: str, settings: SegmentSett
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def excerpts_of(turns: pd.DataFrame, nlp, settings: SegmentSettings) -> pd.DataFrame:
-    """The excerpts of the documents in ``turns`` (one spaCy pass), offsets only."""
+def classify_turns(turns: pd.DataFrame, model, nlp, settings: SegmentSettings) -> tuple[pd.DataFrame, dict]:
+    """Excerpts of the documents in ``turns`` with their probabilities, and seconds per stage.
+
+    One spaCy pass over all turns, one encoder pass over all excerpts, one
+    classifier pass; no metadata beyond offsets.
+    """
+    t0 = time.perf_counter()
     ex = segment(turns, nlp, max_sentences=settings.max_sentences, max_tokens=settings.max_tokens,
                  min_words=settings.min_words)
-    return ex[CACHED].copy()
-
-
-def score_excerpts(ex: pd.DataFrame, model) -> tuple[pd.DataFrame, dict]:
-    """Add one calibrated ``p_<code>`` column per code (one encoder pass); seconds to embed and predict."""
-    texts = ex["text"].tolist()
-    t0 = time.perf_counter()
-    emb = model.embed(texts) if texts else None
+    out = ex[CACHED].copy()
+    texts = out["text"].tolist()
     t1 = time.perf_counter()
+    emb = model.embed(texts) if texts else None
+    t2 = time.perf_counter()
     P = model.predict_proba(texts, embeddings=emb) if texts else np.zeros((0, len(model.codes)))
-    out = ex.copy()
     for j, col in enumerate(proba_columns(model.codes)):
         out[col] = np.round(P[:, j], PROBA_DECIMALS)
-    return out, {"embed": t1 - t0, "predict": time.perf_counter() - t1}
-
-
-def classify_turns(turns: pd.DataFrame, model, nlp, settings: SegmentSettings) -> tuple[pd.DataFrame, dict]:
-    """Excerpts of the documents in ``turns`` with their probabilities, and seconds per stage."""
-    t0 = time.perf_counter()
-    ex = excerpts_of(turns, nlp, settings)
-    segmented = time.perf_counter() - t0
-    out, seconds = score_excerpts(ex, model)
-    return out, {"segment": segmented, **seconds}
+    return out, {"segment": t1 - t0, "embed": t2 - t1, "predict": time.perf_counter() - t2}
 
 
 def chunks_of(doc_ids: list[str], size: int = CHUNK_DOCS) -> list[list[str]]:
@@ -88,8 +79,7 @@ def chunks_of(doc_ids: list[str], size: int = CHUNK_DOCS) -> list[list[str]]:
     return [doc_ids[i:i + size] for i in range(0, len(doc_ids), max(1, size))]
 
 
-
-def _isolating(run_chunk: Callable, turns: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[tuple[str, str]]]:
+def isolating(run_chunk: Callable, turns: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[tuple[str, str]]]:
     """Work a chunk; if it fails, work its documents one by one and report the failing ones."""
     try:
         return (*run_chunk(turns), [])
@@ -121,7 +111,7 @@ def map_in_process(model, nlp_loader: Callable, settings: SegmentSettings) -> Ca
 
     def run(chunks: list[pd.DataFrame]) -> Iterator[tuple[int, pd.DataFrame | None, dict, list]]:
         for i, turns in enumerate(chunks):
-            yield (i, *_isolating(run_chunk, turns))
+            yield (i, *isolating(run_chunk, turns))
 
     return run
 
