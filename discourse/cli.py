@@ -141,11 +141,12 @@ def _load_model(model_dir, backend: str = DEFAULT_BACKEND):
 @click.option("--features", type=click.Choice(["embedding+tfidf", "embedding", "tfidf"]), default=None, help="Feature set (default: the shipped winner).")
 @click.option("--C", "C", type=float, default=None, help="Inverse regularisation strength.")
 @click.option("--tfidf-weight", type=float, default=None, help="Weight of the TF-IDF block beside the embeddings.")
+@click.option("--tune-layers", type=click.IntRange(min=0), default=None, help="Encoder layers to tune on the excerpts (default 0: the encoder stays frozen and training takes seconds; 4 tunes the top layers inside every fold: higher accuracy, about 45 min for 2,000 excerpts).")
 @click.option("--encoder", default="all-mpnet-base-v2", show_default=True, help="Packaged encoder name (all-mpnet-base-v2, all-MiniLM-L6-v2) or a local sentence-transformers folder.")
 @click.option("--include-reviewed", "reviewed", type=click.Path(dir_okay=False), default=None, help="Reviewed-codes store from `discourse audit apply` to add to the training data.")
 @click.option("--group-by", default=None, help="Column to group cross-validation by (default: batch, source or doc_id).")
 @backend_option
-def train_cmd(coded, codebook, output, features, C, tfidf_weight, encoder, reviewed, group_by, backend):
+def train_cmd(coded, codebook, output, features, C, tfidf_weight, tune_layers, encoder, reviewed, group_by, backend):
     """Train a model on hand-coded excerpts (CSV/Parquet with text and codes)."""
     import pandas as pd
 
@@ -164,7 +165,8 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, encoder, revie
         extra = extra[~extra["text"].isin(set(df["text"]))]
         n_reviewed = len(extra)
         df = pd.concat([df, extra], ignore_index=True)
-    params = {k: v for k, v in {"features": features, "C": C, "tfidf_weight": tfidf_weight}.items() if v is not None}
+    params = {k: v for k, v in {"features": features, "C": C, "tfidf_weight": tfidf_weight,
+                                "tune_layers": tune_layers}.items() if v is not None}
     config = ModelConfig(**params)
     enc = Encoder(encoder, backend=backend) if "embedding" in config.features else None
     if group_by:
@@ -174,7 +176,7 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, encoder, revie
     else:
         col, groups = cv_groups(df)
     model = DiscourseClassifier(book.ids, encoder=enc, config=config)
-    model.fit(df["text"].tolist(), df["codes"].tolist(), groups=groups, progress=len(df) > 2000)
+    model.fit(df["text"].tolist(), df["codes"].tolist(), groups=groups, progress=len(df) > 2000 or config.tune_layers > 0)
     model.save(output, codebook=book, extra={"training_data": {"file": Path(coded).name, "rows": len(df), "reviewed_rows": n_reviewed, "cv_grouped_by": col}})
     cv = model.cv_
     click.echo(f"trained on {len(df)} excerpts ({n_reviewed} reviewed); cross-validated macro-F1 {cv['macro_f1']:.3f}, ECE {cv['ece']:.3f} -> {output}")

@@ -4,7 +4,9 @@ scikit-learn style: ``fit(texts, code_sets)``, ``predict_proba(texts)``,
 ``predict(texts)``, ``save(folder)``, ``DiscourseClassifier.load(folder)``.
 
 Features are sentence embeddings, TF-IDF n-grams, or both side by side; one
-logistic regression per code scores them. Scores become probabilities by
+logistic regression per code scores them. The encoder can be frozen, or its top
+layers tuned on the training excerpts (``tune.py``), inside every
+cross-validation fold as well, so the out-of-fold scores stay honest. Scores become probabilities by
 Platt scaling fitted on out-of-fold scores from grouped cross-validation
 (grouped by source document or batch, never by excerpt), and each code's
 decision threshold is the one that maximised F1 on those same out-of-fold
@@ -33,6 +35,7 @@ from .evaluate import (
     to_matrix,
 )
 from .tables import sha256_file
+from .tune import ADAPTER_FILE
 
 FEATURES = ("embedding", "tfidf", "embedding+tfidf")
 ESTIMATOR_FILE = "estimator.skops"
@@ -52,10 +55,23 @@ class ModelConfig:
     cv_folds: int = 5
     seed: int = 0
     uncoded_weight: float = 1.0  # weight of uncoded excerpts in training (realistic priors)
+    tune_layers: int = 0  # top encoder layers tuned on the excerpts (0: frozen encoder; tune.py; 4 scores higher, docs/model-selection.md)
+    tune_epochs: int = 3
+    tune_rank: int = 0  # 0: full weights of the tuned layers (measured better here than low-rank adapters)
 
     def __post_init__(self):
         if self.features not in FEATURES:
             raise DiscourseError(f"unknown features '{self.features}': use {', '.join(FEATURES)}")
+        if "embedding" not in self.features:
+            self.tune_layers = 0  # nothing to tune
+
+    def tuning(self):
+        """The encoder-tuning settings, or None for a frozen encoder."""
+        from .tune import TuneConfig
+
+        if not self.tune_layers:
+            return None
+        return TuneConfig(layers=self.tune_layers, rank=self.tune_rank, epochs=self.tune_epochs, seed=self.seed)
 
 
 def _hash_texts(texts: Sequence[str], code_sets: Sequence[Sequence[str]]) -> str:
@@ -127,6 +143,7 @@ class DiscourseClassifier:
         self.thresholds_: list[float] = []
         self.cv_: dict = {}
         self.info_: dict = {}
+        self.adapter_ = None
 
     # --- features ---------------------------------------------------------------
 
@@ -180,19 +197,49 @@ class DiscourseClassifier:
             raise DiscourseError(
                 f"each code needs at least 5 coded examples to learn from; too few: {', '.join(few)}"
             )
-        emb = embeddings if embeddings is not None else self.embed(texts, progress=progress)
+        tuning = self.config.tuning()
+        if tuning and embeddings is not None:
+            raise DiscourseError("precomputed embeddings cannot be used when the encoder is tuned")
         weights = np.where(Y.any(axis=1), 1.0, self.config.uncoded_weight)
         k = self.config.cv_folds
         grouped = groups is not None and len(set(groups)) >= 2
         if grouped:
             k = min(k, len(set(groups)))  # fewer groups than folds: leave one group out
         folds = _fold_ids(len(texts), groups if grouped else None, k, Y.any(axis=1), self.config.seed)
+        if tuning:
+            from tqdm import tqdm
+
+            from .tune import Tuner
+
+            if self.encoder.adapter is not None:
+                raise DiscourseError("this encoder is already tuned: tune from the base encoder, or set tune_layers=0")
+            tuner = Tuner(self.encoder.model, tuning)
+            H = tuner.hidden_states(texts)
+            rows_tuned = sum(int(np.sum(folds != f)) for f in range(k)) + len(texts)  # every fold, then all
+            bar = tqdm(total=tuning.epochs * rows_tuned, desc="tuning the encoder", unit="excerpt", leave=False,
+                       disable=not progress)
+
+            def features(rows: np.ndarray, other: np.ndarray | None = None):
+                """Tune on ``rows``; the tuned embeddings of ``rows`` and of ``other``, in one pass."""
+                adapter = tuner.fit([H[i] for i in rows], Y[rows], progress=bar.update)
+                both = rows if other is None else np.concatenate([rows, other])
+                X = tuner.embed(adapter, [H[i] for i in both])
+                return adapter, X[: len(rows)], X[len(rows):]
+        else:
+            emb = embeddings if embeddings is not None else self.embed(texts, progress=progress)
         oof = np.zeros(Y.shape)
         for f in range(k):
-            tr, te = folds != f, folds == f
-            _, _, s = self._fit_scores([texts[i] for i in np.where(tr)[0]], None if emb is None else emb[tr], Y[tr],
-                                       weights[tr], [texts[i] for i in np.where(te)[0]], None if emb is None else emb[te])
+            tr, te = np.where(folds != f)[0], np.where(folds == f)[0]
+            if tuning:
+                _, emb_tr, emb_te = features(tr, te)
+            else:
+                emb_tr, emb_te = (None, None) if emb is None else (emb[tr], emb[te])
+            _, _, s = self._fit_scores([texts[i] for i in tr], emb_tr, Y[tr], weights[tr], [texts[i] for i in te], emb_te)
             oof[te] = s
+        if tuning:
+            self.adapter_, emb, _ = features(np.arange(len(texts)))
+            self.encoder = self.encoder.tuned(self.adapter_)
+            bar.close()
         self.platt_ = [_platt(oof[:, j], Y[:, j]) for j in range(len(self.codes))]
         P = self._calibrate(oof)
         self.thresholds_ = [best_threshold(Y[:, j], P[:, j]) for j in range(len(self.codes))]
@@ -257,14 +304,26 @@ class DiscourseClassifier:
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / ESTIMATOR_FILE) as tmp:
             sio.dump({"vectorizer": self.vectorizer_, "estimators": self.estimators_}, tmp)
+        files = [ESTIMATOR_FILE]
+        encoder_info = None
+        if self.encoder is not None and "embedding" in self.config.features:
+            encoder_info = {"name": self.encoder.name, "id": self.encoder.id, "dim": self.encoder.dim,
+                            "backend": getattr(self.encoder, "backend", "torch")}
+        if self.adapter_ is not None:
+            with atomic_path(folder / ADAPTER_FILE) as tmp:
+                tmp.write_bytes(self.adapter_.to_bytes())
+            files.append(ADAPTER_FILE)
+            encoder_info["adapter"] = {"file": ADAPTER_FILE, "base_id": self.encoder.base_id,
+                                       "layers": self.config.tune_layers, "rank": self.config.tune_rank,
+                                       "epochs": self.config.tune_epochs}
+        elif (folder / ADAPTER_FILE).exists():
+            (folder / ADAPTER_FILE).unlink()  # left by an earlier tuned model in this folder
         manifest = {
             "format": "discourse-model/1",
             "codes": self.codes,
             "codebook": codebook.to_dict() if codebook is not None else None,
             "codebook_sha256": codebook.sha256 if codebook is not None else None,
-            "encoder": None if self.encoder is None or "embedding" not in self.config.features else
-            {"name": self.encoder.name, "id": self.encoder.id, "dim": self.encoder.dim,
-             "backend": getattr(self.encoder, "backend", "torch")},
+            "encoder": encoder_info,
             "config": asdict(self.config),
             "platt": [list(p) for p in self.platt_],
             "thresholds": dict(zip(self.codes, self.thresholds_)),
@@ -273,7 +332,7 @@ class DiscourseClassifier:
             "versions": _versions(),
             "created": datetime.fromtimestamp(int(os.environ.get("SOURCE_DATE_EPOCH", datetime.now(timezone.utc).timestamp())), timezone.utc).isoformat(),
             **(extra or {}),
-            "files": {ESTIMATOR_FILE: sha256_file(folder / ESTIMATOR_FILE)},
+            "files": {name: sha256_file(folder / name) for name in files},
         }
         with atomic_path(folder / MANIFEST_FILE) as tmp:
             tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
@@ -320,11 +379,21 @@ class DiscourseClassifier:
             )
         config = ModelConfig(**manifest["config"])
         enc_info = manifest.get("encoder")
+        adapter = None
+        if enc_info and enc_info.get("adapter"):
+            from .tune import Adapter
+
+            name = enc_info["adapter"]["file"]
+            if name not in manifest["files"]:
+                raise DiscourseError(f"manifest.json records no sha256 for {name}", folder)
+            adapter = Adapter.from_bytes((folder / name).read_bytes(), folder / name)
         if enc_info:
             if encoder is None:
                 from .embed import DEFAULT_BACKEND, Encoder
 
                 encoder = Encoder(enc_info["name"], backend=backend or DEFAULT_BACKEND)
+            if adapter is not None and encoder.adapter is None and encoder.id == enc_info["adapter"]["base_id"]:
+                encoder = encoder.tuned(adapter)  # the encoder as given, with this model's tuned layers
             if encoder.id != enc_info["id"]:
                 raise DiscourseError(
                     f"the model was trained with encoder {enc_info['id']}, but {encoder.id} is in use: "
@@ -338,6 +407,7 @@ class DiscourseClassifier:
         model.thresholds_ = [float(manifest["thresholds"][c]) for c in model.codes]
         model.cv_ = manifest.get("cross_validation", {})
         model.info_ = {k: manifest[k] for k in ("n_train", "train_prior", "training_data_sha256") if k in manifest}
+        model.adapter_ = adapter
         model.manifest_ = manifest
         return model
 

@@ -73,8 +73,8 @@ def _versions() -> dict:
     return out
 
 
-def export_float(st_folder: Path, out_path: Path) -> None:
-    """Export the transformer of a sentence-transformers folder to a float ONNX file."""
+def export_float(st_folder: Path, out_path: Path, adapter=None) -> None:
+    """Export the transformer of a sentence-transformers folder (with a tuned ``adapter`` merged) to a float ONNX file."""
     import warnings
 
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -84,6 +84,10 @@ def export_float(st_folder: Path, out_path: Path) -> None:
 
     st = SentenceTransformer(str(st_folder), device="cpu")
     auto = st[0].auto_model.eval()
+    if adapter is not None:
+        from .tune import merge_adapter
+
+        merge_adapter(auto, adapter)
 
     class LastHidden(torch.nn.Module):
         """(input_ids, attention_mask) -> token embeddings, called by keyword."""
@@ -124,7 +128,7 @@ def quantize(float_path: Path, out_path: Path, keep_float: Sequence[str] = ()) -
         logging.disable(previous)
 
 
-def build(st_folder: Path, encoder_id: str, cache_dir: str | os.PathLike) -> Path:
+def build(st_folder: Path, encoder_id: str, cache_dir: str | os.PathLike, adapter=None) -> Path:
     """The int8 model folder of an encoder, exported and quantized the first time; returns the folder."""
     import time
 
@@ -137,7 +141,7 @@ def build(st_folder: Path, encoder_id: str, cache_dir: str | os.PathLike) -> Pat
     try:
         t0 = time.perf_counter()
         try:
-            export_float(st_folder, tmp / "float.onnx")
+            export_float(st_folder, tmp / "float.onnx", adapter)
             quantize(tmp / "float.onnx", tmp / MODEL_FILE)
         except DiscourseError:
             raise

@@ -92,6 +92,7 @@ def _model_card(model_dir: Path, manifest: dict) -> dict:
         "reviewed_rows": td.get("reviewed_rows", 0),
         "grouped_by": td.get("cv_grouped_by") or cv.get("grouped_by"),
         "encoder": enc.get("name", "none"),
+        "tuned_layers": (enc.get("adapter") or {}).get("layers"),
         "features": manifest.get("config", {}).get("features"),
         "cv_macro_f1": cv.get("macro_f1"),
         "cv_ece": cv.get("ece"),

@@ -25,6 +25,7 @@ Prints the numbers as Markdown (docs/audit.md quotes them).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -132,7 +133,9 @@ def audit_round(model, pred, test, train, budget, random_share, seed, work: Path
     extra = extra[~extra["text"].isin(set(train["text"]))]
     df = pd.concat([train, extra], ignore_index=True)
     _, groups = cv_groups(df)
-    new = DiscourseClassifier(codes, encoder=model.encoder, config=ModelConfig(**model.manifest_["config"]))
+    # the model's own (tuned) encoder, kept as it is: refit the classifier, not the encoder's layers
+    config = dataclasses.replace(ModelConfig(**model.manifest_["config"]), tune_layers=0)
+    new = DiscourseClassifier(codes, encoder=model.encoder, config=config)
     new.fit(df["text"].tolist(), df["codes"].tolist(), groups=groups)
     return set(queue["excerpt_id"]), new
 

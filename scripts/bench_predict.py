@@ -39,12 +39,12 @@ def main() -> int:
     from discourse.model import read_model_manifest
 
     name = read_model_manifest(args.model)["encoder"]["name"]
-    enc = Encoder(name, use_cache=False)
+    model = DiscourseClassifier.load(args.model, encoder=Encoder(name, use_cache=False))
+    enc = model.encoder  # the bare encoder: the model's own (tuned, if it is) weights, no classifier
     enc.encode(texts[:16])  # load weights
     t0 = time.perf_counter()
     enc.encode(texts)
     bare = len(texts) / (time.perf_counter() - t0)
-    model = DiscourseClassifier.load(args.model, encoder=Encoder(name, use_cache=False))
     model.predict_proba(texts[:16])
     t0 = time.perf_counter()
     model.predict_proba(texts)

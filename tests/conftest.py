@@ -14,6 +14,14 @@ def nlp():
     return load_pipeline("parser")
 
 
+@pytest.fixture(scope="session")
+def book():
+    """The bundled codebook (corpora/codebook.yaml)."""
+    from discourse.codebook import default_codebook_path, load_codebook
+
+    return load_codebook(default_codebook_path())
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_embedding_cache(tmp_path_factory):
     """Tests never touch the user's embedding cache."""

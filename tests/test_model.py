@@ -6,18 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from discourse.codebook import codebook_from_dict, load_codebook
+from discourse.codebook import codebook_from_dict
 from discourse.coded import read_coded
 from discourse.errors import DiscourseError
 from discourse.model import DiscourseClassifier, adapt_priors, best_threshold
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def book():
-    return load_codebook(ROOT / "corpora" / "codebook.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +30,8 @@ def encoder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fitted(small, encoder, book):
-    return DiscourseClassifier(book.ids, encoder=encoder).fit(small["text"], small["codes"], groups=small["batch"])
+    # the frozen encoder (tests/test_tune.py covers tuning)
+    return DiscourseClassifier(book.ids, encoder=encoder, tune_layers=0).fit(small["text"], small["codes"], groups=small["batch"])
 
 
 def test_encoder_is_offline_cached_and_deterministic(encoder, tmp_path):

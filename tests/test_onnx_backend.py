@@ -238,7 +238,7 @@ def small_model(tmp_path_factory, offline_built):
     train = pd.read_csv(ROOT / "corpora" / "training" / "train.csv", keep_default_na=False)
     train[train.batch.isin(["b01", "b02"])].to_csv(folder / "train.csv", index=False)
     code = main(["train", str(folder / "train.csv"), "--encoder", "all-MiniLM-L6-v2", "--encoder-backend", "onnx-int8",
-                 "-o", str(folder / "model")])
+                 "--tune-layers", "0", "-o", str(folder / "model")])
     assert code == 0
     return folder / "model"
 

@@ -10,7 +10,7 @@ from xml.etree import ElementTree as ET
 import pandas as pd
 import pytest
 
-from discourse.codebook import codebook_from_dict, default_codebook_path, load_codebook
+from discourse.codebook import codebook_from_dict, load_codebook
 from discourse.coded import read_coded
 from discourse.errors import DiscourseError
 from discourse.qdpx import (
@@ -243,11 +243,6 @@ def nvivo_project(tmp_path):
         f"{G['s2']}.txt": b"\xef\xbb\xbf" + S2_TEXT.encode("utf-8"),
         f"{G['s1']}.docx": b"PK not really a docx",
     })
-
-
-@pytest.fixture(scope="module")
-def book():
-    return load_codebook(default_codebook_path())
 
 
 # --- import ---------------------------------------------------------------------------------

@@ -1,0 +1,291 @@
+"""Tune the top layers of a sentence encoder on coded excerpts.
+
+The lower layers stay frozen, so their hidden states are computed once per
+text and reused by every epoch and every cross-validation fold. The top
+``layers`` transformer layers are trained together with a linear multi-label
+head by binary cross-entropy: either their full weights (``rank=0``, the
+default of ``ModelConfig``; stored as float16) or low-rank adapters on each of
+their linear maps (LoRA, ``W + scale * B @ A``). The head is then dropped: the
+tuned encoder's mean-pooled, L2-normalised embeddings feed the classifier's
+logistic regressions exactly as frozen embeddings do. The result (an
+``Adapter``) is saved as a safetensors file beside the model; merged into the
+weights (``merge_adapter``) it makes an ordinary sentence-transformers model,
+so every backend runs it.
+
+>>> tuner = Tuner(encoder.model, TuneConfig(layers=4))
+>>> H = tuner.hidden_states(texts)           # frozen part, once
+>>> adapter = tuner.fit(H, Y)                # Y: excerpts x codes, 0/1
+>>> X = tuner.embed(adapter, H)              # what the tuned encoder gives
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+
+from .errors import DiscourseError
+
+ADAPTER_FILE = "encoder-adapter.safetensors"
+SCALE_KEY = "lora_scale"
+FULL = ".full"  # suffix of a full replacement weight in the adapter file
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """How the encoder is tuned (chosen by measurement: docs/model-selection.md)."""
+
+    layers: int = 4
+    rank: int = 8  # 0: tune the layers' full weights instead of low-rank adapters
+    epochs: int = 3
+    lr: float | None = None  # None: 5e-4 for adapters, 4e-5 for full weights
+    head_lr: float = 2e-3
+    batch_size: int = 16
+    seed: int = 0
+
+    @property
+    def scale(self) -> float:
+        return 2.0  # LoRA alpha / rank with alpha = 2 * rank
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (5e-4 if self.rank else 4e-5)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Tuned top layers: low-rank updates ``{module path: (A, B)}`` with their scale, and/or
+    full replacement weights ``{parameter path: float16 array}``."""
+
+    factors: dict[str, tuple[np.ndarray, np.ndarray]]
+    scale: float
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        from safetensors.numpy import save
+
+        arrays = {SCALE_KEY: np.array([self.scale], dtype=np.float32)}  # no metadata: its key order varies
+        for name, (a, b) in sorted(self.factors.items()):
+            arrays[f"{name}.A"], arrays[f"{name}.B"] = a, b
+        arrays.update({f"{name}{FULL}": w for name, w in self.weights.items()})
+        return save(arrays)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source=None) -> "Adapter":
+        from safetensors.numpy import load
+
+        try:
+            arrays = load(data)
+            scale = float(arrays.pop(SCALE_KEY)[0])
+        except Exception as exc:  # noqa: BLE001 - any damage is one line for the user
+            raise DiscourseError(f"not a readable encoder adapter ({type(exc).__name__})", source) from None
+        weights = {k[: -len(FULL)]: v for k, v in arrays.items() if k.endswith(FULL)}
+        names = sorted({k.rsplit(".", 1)[0] for k in arrays if not k.endswith(FULL)})
+        try:
+            factors = {n: (arrays[f"{n}.A"], arrays[f"{n}.B"]) for n in names}
+        except KeyError as exc:
+            raise DiscourseError(f"encoder adapter lacks {exc.args[0]}", source) from None
+        return cls(factors, scale, weights)
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+
+def merge_adapter(auto_model, adapter: Adapter) -> None:
+    """Set each full weight, then add each ``scale * B @ A`` to its linear map's weight, in place."""
+    import torch
+
+    with torch.no_grad():
+        for name, w in adapter.weights.items():
+            try:
+                param = auto_model.get_parameter(name)
+            except AttributeError:
+                raise DiscourseError(f"the encoder adapter does not fit this encoder (no parameter {name})") from None
+            if tuple(w.shape) != tuple(param.shape):
+                raise DiscourseError(f"the encoder adapter does not fit this encoder ({name} has another shape)")
+            param.copy_(torch.from_numpy(w.astype(np.float32)))
+        for name, (a, b) in adapter.factors.items():
+            try:
+                linear = auto_model.get_submodule(name)
+            except AttributeError:
+                raise DiscourseError(f"the encoder adapter does not fit this encoder (no module {name})") from None
+            delta = torch.from_numpy(b) @ torch.from_numpy(a) * adapter.scale
+            if tuple(delta.shape) != tuple(linear.weight.shape):
+                raise DiscourseError(f"the encoder adapter does not fit this encoder ({name} has another shape)")
+            linear.weight += delta.to(linear.weight.dtype)
+
+
+def _lora_class():
+    import torch
+
+    class LoRALinear(torch.nn.Module):
+        """A frozen linear map plus a trainable low-rank update."""
+
+        def __init__(self, base, rank: int, scale: float, generator):
+            super().__init__()
+            self.base, self.scale = base, scale
+            for p in base.parameters():
+                p.requires_grad_(False)
+            self.A = torch.nn.Parameter(torch.randn(rank, base.in_features, generator=generator) / math.sqrt(base.in_features))
+            self.B = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+
+        def forward(self, x):
+            return self.base(x) + (x @ self.A.T @ self.B.T) * self.scale
+
+    return LoRALinear
+
+
+class Tuner:
+    """Tunes the top ``config.layers`` layers of one sentence-transformers model (BERT- or MPNet-style)."""
+
+    def __init__(self, st_model, config: TuneConfig | None = None):
+        self.config = config or TuneConfig()
+        self.st = st_model
+        self.auto = st_model[0].auto_model.eval()
+        layers = getattr(getattr(self.auto, "encoder", None), "layer", None)
+        if layers is None:
+            raise DiscourseError("encoder tuning needs a BERT- or MPNet-style transformer (encoder.layer)")
+        if not 1 <= self.config.layers <= len(layers):
+            raise DiscourseError(f"--tune-layers must be between 1 and {len(layers)} for this encoder")
+        self.first = len(layers) - self.config.layers
+        self.max_length = int(getattr(st_model, "max_seq_length", 256) or 256)
+
+    # --- frozen part ------------------------------------------------------------
+
+    def hidden_states(self, texts: Sequence[str], batch_size: int = 16) -> list:
+        """Hidden states entering the first tuned layer, one (tokens x dim) tensor per text."""
+        import torch
+
+        out: list = [None] * len(texts)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with torch.no_grad():
+            for s in range(0, len(texts), batch_size):
+                idx = order[s:s + batch_size]
+                enc = self.st.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                        max_length=self.max_length, return_tensors="pt")
+                hs = self.auto(**enc, output_hidden_states=True).hidden_states[self.first]
+                for r, i in enumerate(idx):
+                    out[i] = hs[r, : int(enc["attention_mask"][r].sum())].clone()
+        return out
+
+    # --- tuned part -------------------------------------------------------------
+
+    def _top(self, generator):
+        import torch
+
+        LoRALinear = _lora_class()
+        top = torch.nn.ModuleList(copy.deepcopy(list(self.auto.encoder.layer[self.first:])))
+        if not self.config.rank:
+            return top  # full weights: every parameter of the top layers is trained
+        for p in top.parameters():
+            p.requires_grad_(False)
+        for k, layer in enumerate(top):
+            for name, module in list(layer.named_modules()):
+                for child, sub in list(module.named_children()):
+                    if isinstance(sub, torch.nn.Linear):
+                        setattr(module, child, LoRALinear(sub, self.config.rank, self.config.scale, generator))
+        return top
+
+    def _pooled(self, top, hs, mask):
+        add = (1.0 - mask[:, None, None, :].to(hs.dtype)) * -1e4
+        bias = self.auto.encoder.compute_position_bias(hs) if hasattr(self.auto.encoder, "compute_position_bias") else None
+        for layer in top:
+            out = layer(hs, add, bias) if bias is not None else layer(hs, add)
+            hs = out[0] if isinstance(out, tuple) else out
+        m = mask.unsqueeze(-1).to(hs.dtype)
+        return (hs * m).sum(1) / m.sum(1)
+
+    @staticmethod
+    def _batch(H, ids):
+        import torch
+
+        n = max(H[i].shape[0] for i in ids)
+        hs = torch.zeros(len(ids), n, H[ids[0]].shape[1])
+        mask = torch.zeros(len(ids), n)
+        for r, i in enumerate(ids):
+            k = H[i].shape[0]
+            hs[r, :k], mask[r, :k] = H[i], 1.0
+        return hs, mask
+
+    def _batches(self, H, rng) -> list[np.ndarray]:
+        """Shuffled batches of similar length (sorted inside runs of 8 batches), to spare padding."""
+        bs = self.config.batch_size
+        perm = rng.permutation(len(H))
+        lens = np.array([H[i].shape[0] for i in perm])
+        out = []
+        for c in range(0, len(perm), bs * 8):
+            run = perm[c:c + bs * 8][np.argsort(lens[c:c + bs * 8], kind="stable")]
+            out += [run[s:s + bs] for s in range(0, len(run), bs)]
+        return [out[k] for k in rng.permutation(len(out))]
+
+    def fit(self, H: list, Y: np.ndarray, progress=None) -> Adapter:
+        """Train adapters and a multi-label head on (hidden states, 0/1 labels); return the adapters."""
+        import torch
+
+        cfg = self.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            gen = torch.Generator().manual_seed(cfg.seed)
+            top = self._top(gen)
+            head = torch.nn.Linear(H[0].shape[1], Y.shape[1])
+            drop = torch.nn.Dropout(0.1)
+            opt = torch.optim.AdamW([{"params": [p for p in top.parameters() if p.requires_grad], "lr": cfg.learning_rate},
+                                     {"params": head.parameters(), "lr": cfg.head_lr}], weight_decay=0.01)
+            steps = cfg.epochs * math.ceil(len(H) / cfg.batch_size)
+            warm = max(1, steps // 10)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+            target = torch.tensor(np.asarray(Y), dtype=torch.float32)
+            rng = np.random.default_rng(cfg.seed)
+            top.train()
+            for _ in range(cfg.epochs):
+                for ids in self._batches(H, rng):
+                    hs, mask = self._batch(H, ids)
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                        head(drop(self._pooled(top, hs, mask))), target[ids])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    if progress is not None:
+                        progress(len(ids))
+        factors, weights = {}, {}
+        for k, layer in enumerate(top):
+            prefix = f"encoder.layer.{self.first + k}."
+            if not cfg.rank:  # stored as float16; embed() and the encoder both use the stored values
+                weights.update({prefix + n: p.detach().numpy().astype(np.float16) for n, p in layer.named_parameters()})
+            for name, module in layer.named_modules():
+                if hasattr(module, "A") and hasattr(module, "B"):
+                    factors[prefix + name] = (module.A.detach().numpy().copy(), module.B.detach().numpy().copy())
+        return Adapter(factors, cfg.scale, weights)
+
+    def _local(self, by_path: dict) -> dict:
+        """``encoder.layer.<i>.rest`` -> ``<i - first>.rest``: paths inside the copied top layers."""
+        offset, out = len("encoder.layer."), {}
+        for name, value in by_path.items():
+            k, rest = name[offset:].split(".", 1)
+            out[f"{int(k) - self.first}.{rest}"] = value
+        return out
+
+    def embed(self, adapter: Adapter | None, H: list, batch_size: int = 32) -> np.ndarray:
+        """The (tuned) encoder's L2-normalised embeddings, from cached hidden states."""
+        import torch
+
+        top = torch.nn.ModuleList(copy.deepcopy(list(self.auto.encoder.layer[self.first:]))).eval()
+        if adapter is not None:
+            merge_adapter(top, Adapter(self._local(adapter.factors), adapter.scale, self._local(adapter.weights)))
+        out = np.zeros((len(H), H[0].shape[1]), dtype=np.float32)
+        order = np.argsort([h.shape[0] for h in H], kind="stable")
+        with torch.no_grad():
+            for s in range(0, len(H), batch_size):
+                ids = order[s:s + batch_size]
+                hs, mask = self._batch(H, ids)
+                v = self._pooled(top, hs, mask)
+                out[ids] = torch.nn.functional.normalize(v, dim=1).numpy()
+        return out

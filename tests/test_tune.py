@@ -1,0 +1,139 @@
+"""Tuning the encoder's top layers with low-rank adapters, on the real MiniLM encoder and a slice of the corpus."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from discourse.coded import read_coded
+from discourse.errors import DiscourseError
+from discourse.model import DiscourseClassifier
+from discourse.tune import ADAPTER_FILE, Adapter, TuneConfig, Tuner
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+TUNE = dict(tune_layers=2, tune_epochs=1, cv_folds=2)
+
+
+@pytest.fixture(scope="module")
+def tiny(book):
+    """Forty excerpts from each of two batches: two grouped folds, every code present."""
+    df = read_coded(ROOT / "corpora" / "training" / "train.csv", book.ids)
+    df = df[df["batch"].isin(["b01", "b02"])]
+    return df.groupby("batch").head(40).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    from discourse.embed import Encoder
+
+    return Encoder(cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny, encoder, book):
+    return DiscourseClassifier(book.ids, encoder=encoder, **TUNE).fit(tiny["text"], tiny["codes"], groups=tiny["batch"])
+
+
+def test_tuned_embeddings_from_cached_states_equal_the_merged_encoder(tuned, tiny, encoder):
+    texts = tiny["text"].tolist()[:12]
+    tuner = Tuner(encoder.model, TuneConfig(layers=2))
+    H = tuner.hidden_states(texts)
+    via_states = tuner.embed(tuned.adapter_, H)
+    merged = tuned.encoder.encode(texts)  # the sentence-transformers model with the adapter merged in
+    assert np.allclose(via_states, merged, atol=2e-4)
+    frozen = encoder.encode(texts)
+    assert np.allclose(tuner.embed(None, H), frozen, atol=2e-4)  # no adapter: the frozen encoder
+    assert np.abs(merged - frozen).max() > 1e-3  # tuning moved the embeddings
+    assert tuned.encoder.id.startswith(encoder.id + "+tuned-") and encoder.adapter is None
+
+
+def layers_of(adapter) -> set[str]:
+    return {name.split(".")[2] for name in list(adapter.factors) + list(adapter.weights)}
+
+
+def test_tuning_touches_only_the_top_layers_and_is_deterministic(tuned, tiny, encoder, book):
+    assert layers_of(tuned.adapter_) == {"4", "5"}  # MiniLM has six layers; the top two are tuned
+    assert all(w.dtype == np.float16 for w in tuned.adapter_.weights.values()) and not tuned.adapter_.factors
+    again = DiscourseClassifier(book.ids, encoder=encoder, **TUNE).fit(tiny["text"], tiny["codes"], groups=tiny["batch"])
+    assert again.adapter_.sha256 == tuned.adapter_.sha256
+    assert again.thresholds_ == tuned.thresholds_
+
+
+def test_tuned_model_saves_loads_and_refuses_a_changed_adapter(tuned, tiny, book, tmp_path, encoder):
+    folder = tuned.save(tmp_path / "m", codebook=book)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["encoder"]["adapter"]["file"] == ADAPTER_FILE and ADAPTER_FILE in manifest["files"]
+    assert manifest["encoder"]["id"] == tuned.encoder.id
+    texts = tiny["text"].tolist()[:6]
+    loaded = DiscourseClassifier.load(folder, encoder=encoder)  # the plain encoder gets the model's adapter
+    assert loaded.encoder.id == tuned.encoder.id
+    assert np.allclose(loaded.predict_proba(texts), tuned.predict_proba(texts), atol=1e-6)
+    by_name = DiscourseClassifier.load(folder)
+    assert by_name.encoder.id == tuned.encoder.id
+    data = bytearray((folder / ADAPTER_FILE).read_bytes())
+    data[-1] ^= 1
+    (folder / ADAPTER_FILE).write_bytes(bytes(data))
+    with pytest.raises(DiscourseError, match="does not match the sha256"):
+        DiscourseClassifier.load(folder, encoder=encoder)
+    # a frozen model saved into the same folder removes the stale adapter
+    frozen = DiscourseClassifier(book.ids, encoder=encoder, tune_layers=0, cv_folds=2)
+    frozen.fit(tiny["text"], tiny["codes"], groups=tiny["batch"]).save(folder, codebook=book)
+    assert not (folder / ADAPTER_FILE).exists()
+
+
+def test_adapter_bytes_round_trip_and_damage():
+    rng = np.random.default_rng(0)
+    ad = Adapter({"encoder.layer.5.output.dense": (rng.normal(size=(8, 16)).astype(np.float32),
+                                                     rng.normal(size=(4, 8)).astype(np.float32))}, 2.0)
+    back = Adapter.from_bytes(ad.to_bytes())
+    assert back.scale == 2.0 and back.sha256 == ad.sha256
+    with pytest.raises(DiscourseError, match="not a readable encoder adapter"):
+        Adapter.from_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json", "x.safetensors")
+
+
+def test_tuned_encoder_runs_on_the_onnx_backend(tuned, tiny):
+    """The adapter is merged before the ONNX export, so the fast backend runs the tuned weights."""
+    texts = tiny["text"].tolist()[:5]
+    fast = tuned.encoder.__class__(tuned.encoder.name, backend="onnx-int8", cache_dir=tuned.encoder.cache_dir,
+                                   adapter=tuned.adapter_)
+    assert fast.id == tuned.encoder.id
+    X, ref = fast.encode(texts), tuned.encoder.encode(texts)
+    frozen = tuned.encoder.__class__(tuned.encoder.name, backend="torch", cache_dir=tuned.encoder.cache_dir).encode(texts)
+    assert np.mean(np.sum(X * ref, axis=1)) > np.mean(np.sum(X * frozen, axis=1))  # nearer the tuned than the frozen
+
+
+def test_tuning_settings_are_checked(encoder):
+    assert DiscourseClassifier(["a"], encoder=None, features="tfidf").config.tune_layers == 0  # nothing to tune
+    with pytest.raises(DiscourseError, match="between 1 and 6"):
+        Tuner(encoder.model, TuneConfig(layers=7))
+
+
+def test_train_command_tunes_as_asked(run_cli, tiny, tmp_path):
+    coded = tmp_path / "coded.csv"
+    tiny.assign(codes=tiny["codes"].map(";".join)).to_csv(coded, index=False)
+    code, out, err = run_cli("train", coded, "--encoder", "all-MiniLM-L6-v2", "--tune-layers", "1", "-o", tmp_path / "m")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["config"]["tune_layers"] == 1 and manifest["encoder"]["adapter"]["layers"] == 1
+    assert layers_of(Adapter.from_bytes((tmp_path / "m" / ADAPTER_FILE).read_bytes())) == {"5"}
+    code, out, err = run_cli("train", coded, "--encoder", "all-MiniLM-L6-v2", "--tune-layers", "0", "-o", tmp_path / "f")
+    assert code == 0, err
+    assert not (tmp_path / "f" / ADAPTER_FILE).exists()
+    assert json.loads((tmp_path / "f" / "manifest.json").read_text())["encoder"]["id"] == manifest["encoder"]["adapter"]["base_id"]
+
+
+def test_low_rank_adapter_mode(tiny, encoder, book):
+    """rank 8: low-rank adapters on every linear map of the tuned layers, merged on load."""
+    model = DiscourseClassifier(book.ids, encoder=encoder, tune_layers=1, tune_rank=8, tune_epochs=1, cv_folds=2)
+    model.fit(tiny["text"], tiny["codes"], groups=tiny["batch"])
+    ad = model.adapter_
+    assert ad.factors and not ad.weights and layers_of(ad) == {"5"}
+    a, b = next(iter(ad.factors.values()))
+    assert a.shape[0] == b.shape[1] == 8
+    assert Adapter.from_bytes(ad.to_bytes()).sha256 == ad.sha256
+    texts = tiny["text"].tolist()[:8]
+    tuner = Tuner(encoder.model, TuneConfig(layers=1, rank=8))
+    assert np.allclose(tuner.embed(ad, tuner.hidden_states(texts)), model.encoder.encode(texts), atol=2e-4)
+    assert np.abs(model.encoder.encode(texts) - encoder.encode(texts)).max() > 1e-3
