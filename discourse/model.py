@@ -55,9 +55,10 @@ class ModelConfig:
     cv_folds: int = 5
     seed: int = 0
     uncoded_weight: float = 1.0  # weight of uncoded excerpts in training (realistic priors)
-    tune_layers: int = 0  # top encoder layers tuned on the excerpts (0: frozen encoder; tune.py; 4 scores higher, docs/model-selection.md)
+    tune_layers: int = 4  # top encoder layers tuned on the excerpts (0: frozen encoder; tune.py)
     tune_epochs: int = 3
     tune_rank: int = 0  # 0: full weights of the tuned layers (measured better here than low-rank adapters)
+    tune_delta_rank: int = 64  # full weights: rank at which each matrix's change is stored (0: whole matrices)
 
     def __post_init__(self):
         if self.features not in FEATURES:
@@ -71,7 +72,8 @@ class ModelConfig:
 
         if not self.tune_layers:
             return None
-        return TuneConfig(layers=self.tune_layers, rank=self.tune_rank, epochs=self.tune_epochs, seed=self.seed)
+        return TuneConfig(layers=self.tune_layers, rank=self.tune_rank, delta_rank=self.tune_delta_rank,
+                          epochs=self.tune_epochs, seed=self.seed)
 
 
 def _hash_texts(texts: Sequence[str], code_sets: Sequence[Sequence[str]]) -> str:
@@ -315,7 +317,7 @@ class DiscourseClassifier:
             files.append(ADAPTER_FILE)
             encoder_info["adapter"] = {"file": ADAPTER_FILE, "base_id": self.encoder.base_id,
                                        "layers": self.config.tune_layers, "rank": self.config.tune_rank,
-                                       "epochs": self.config.tune_epochs}
+                                       "delta_rank": self.config.tune_delta_rank, "epochs": self.config.tune_epochs}
         elif (folder / ADAPTER_FILE).exists():
             (folder / ADAPTER_FILE).unlink()  # left by an earlier tuned model in this folder
         manifest = {

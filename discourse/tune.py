@@ -4,8 +4,12 @@ The lower layers stay frozen, so their hidden states are computed once per
 text and reused by every epoch and every cross-validation fold. The top
 ``layers`` transformer layers are trained together with a linear multi-label
 head by binary cross-entropy: either their full weights (``rank=0``, the
-default of ``ModelConfig``; stored as float16) or low-rank adapters on each of
-their linear maps (LoRA, ``W + scale * B @ A``). The head is then dropped: the
+default of ``ModelConfig``) or low-rank adapters on each of their linear maps
+(LoRA, ``W + scale * B @ A``). Fully tuned weight matrices are stored as their
+change from the base weights truncated to ``delta_rank`` by SVD (float16 factors
+``B @ A``; other parameters as float16 values), so a tuned model is a few MB,
+not tens; the classifier is fitted on embeddings from these stored values, so the
+saved encoder is the evaluated one. The head is then dropped: the
 tuned encoder's mean-pooled, L2-normalised embeddings feed the classifier's
 logistic regressions exactly as frozen embeddings do. The result (an
 ``Adapter``) is saved as a safetensors file beside the model; merged into the
@@ -42,6 +46,7 @@ class TuneConfig:
 
     layers: int = 4
     rank: int = 8  # 0: tune the layers' full weights instead of low-rank adapters
+    delta_rank: int = 64  # full weights: rank of each matrix's stored change (SVD); 0 stores whole matrices
     epochs: int = 3
     lr: float | None = None  # None: 5e-4 for adapters, 4e-5 for full weights
     head_lr: float = 2e-3
@@ -59,8 +64,8 @@ class TuneConfig:
 
 @dataclass(frozen=True)
 class Adapter:
-    """Tuned top layers: low-rank updates ``{module path: (A, B)}`` with their scale, and/or
-    full replacement weights ``{parameter path: float16 array}``."""
+    """Tuned top layers: low-rank updates ``{module path: (A, B)}`` added as ``scale * B @ A``,
+    and/or replacement values ``{parameter path: float16 array}``."""
 
     factors: dict[str, tuple[np.ndarray, np.ndarray]]
     scale: float
@@ -73,7 +78,8 @@ class Adapter:
         for name, (a, b) in sorted(self.factors.items()):
             arrays[f"{name}.A"], arrays[f"{name}.B"] = a, b
         arrays.update({f"{name}{FULL}": w for name, w in self.weights.items()})
-        return save(arrays)
+        # safetensors writes an array's memory as it lies: a column-major one would be read back transposed
+        return save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
 
     @classmethod
     def from_bytes(cls, data: bytes, source=None) -> "Adapter":
@@ -115,7 +121,7 @@ def merge_adapter(auto_model, adapter: Adapter) -> None:
                 linear = auto_model.get_submodule(name)
             except AttributeError:
                 raise DiscourseError(f"the encoder adapter does not fit this encoder (no module {name})") from None
-            delta = torch.from_numpy(b) @ torch.from_numpy(a) * adapter.scale
+            delta = torch.from_numpy(b.astype(np.float32)) @ torch.from_numpy(a.astype(np.float32)) * adapter.scale
             if tuple(delta.shape) != tuple(linear.weight.shape):
                 raise DiscourseError(f"the encoder adapter does not fit this encoder ({name} has another shape)")
             linear.weight += delta.to(linear.weight.dtype)
@@ -255,15 +261,34 @@ class Tuner:
                     sched.step()
                     if progress is not None:
                         progress(len(ids))
-        factors, weights = {}, {}
+        if not cfg.rank:  # embed() and the encoder both use the stored (compressed) values
+            return self._stored(top)
+        factors = {}
         for k, layer in enumerate(top):
-            prefix = f"encoder.layer.{self.first + k}."
-            if not cfg.rank:  # stored as float16; embed() and the encoder both use the stored values
-                weights.update({prefix + n: p.detach().numpy().astype(np.float16) for n, p in layer.named_parameters()})
             for name, module in layer.named_modules():
                 if hasattr(module, "A") and hasattr(module, "B"):
-                    factors[prefix + name] = (module.A.detach().numpy().copy(), module.B.detach().numpy().copy())
-        return Adapter(factors, cfg.scale, weights)
+                    factors[f"encoder.layer.{self.first + k}.{name}"] = (module.A.detach().numpy().copy(),
+                                                                         module.B.detach().numpy().copy())
+        return Adapter(factors, cfg.scale)
+
+    def _stored(self, top) -> Adapter:
+        """Fully tuned layers as stored: each matrix's change from the base at ``delta_rank``, the rest as values."""
+        import torch
+
+        r, factors, weights = self.config.delta_rank, {}, {}
+        for k, layer in enumerate(top):
+            base = self.auto.encoder.layer[self.first + k]
+            for name, p in layer.named_parameters():
+                path = f"encoder.layer.{self.first + k}.{name}"
+                if p.ndim != 2 or not r or r * sum(p.shape) >= p.numel():
+                    weights[path] = p.detach().numpy().astype(np.float16)
+                    continue
+                delta = p.detach() - base.get_parameter(name).detach()
+                U, S, Vh = torch.linalg.svd(delta.double(), full_matrices=False)
+                a = np.ascontiguousarray((S[:r, None] * Vh[:r]).numpy(), dtype=np.float16)
+                b = np.ascontiguousarray(U[:, :r].numpy(), dtype=np.float16)
+                factors[path.removesuffix(".weight")] = (a, b)
+        return Adapter(factors, 1.0, weights)
 
     def _local(self, by_path: dict) -> dict:
         """``encoder.layer.<i>.rest`` -> ``<i - first>.rest``: paths inside the copied top layers."""

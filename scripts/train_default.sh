@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1795219200}  # fixed creation time: same data, same bytes
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1795219200}  # fixed creation time: same data, same manifest
 "$BIN/discourse" train corpora/training/train.csv --codebook corpora/codebook.yaml --encoder all-mpnet-base-v2 --encoder-backend torch -o models/default
 "$BIN/discourse" evaluate --model models/default --test corpora/test/test.csv --encoder-backend torch -o models/default/evaluation

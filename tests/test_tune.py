@@ -1,4 +1,4 @@
-"""Tuning the encoder's top layers with low-rank adapters, on the real MiniLM encoder and a slice of the corpus."""
+"""Tuning the encoder's top layers (full weights stored in low rank, or adapters), on the real MiniLM encoder and a slice of the corpus."""
 
 import json
 from pathlib import Path
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from discourse.coded import read_coded
+from discourse.embed import Encoder
 from discourse.errors import DiscourseError
 from discourse.model import DiscourseClassifier
 from discourse.tune import ADAPTER_FILE, Adapter, TuneConfig, Tuner
@@ -26,7 +27,6 @@ def tiny(book):
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
-    from discourse.embed import Encoder
 
     return Encoder(cache_dir=tmp_path_factory.mktemp("cache"))
 
@@ -55,10 +55,26 @@ def layers_of(adapter) -> set[str]:
 
 def test_tuning_touches_only_the_top_layers_and_is_deterministic(tuned, tiny, encoder, book):
     assert layers_of(tuned.adapter_) == {"4", "5"}  # MiniLM has six layers; the top two are tuned
-    assert all(w.dtype == np.float16 for w in tuned.adapter_.weights.values()) and not tuned.adapter_.factors
+    stored = tuned.adapter_  # matrices as their change from the base at rank 64, the rest as values
+    assert stored.factors and all(a.shape[0] == 64 == b.shape[1] and a.dtype == b.dtype == np.float16
+                                  for a, b in stored.factors.values())
+    assert stored.weights and all(w.ndim == 1 and w.dtype == np.float16 for w in stored.weights.values())
     again = DiscourseClassifier(book.ids, encoder=encoder, **TUNE).fit(tiny["text"], tiny["codes"], groups=tiny["batch"])
     assert again.adapter_.sha256 == tuned.adapter_.sha256
     assert again.thresholds_ == tuned.thresholds_
+
+
+def test_low_rank_storage_keeps_the_tuned_embeddings(tiny, encoder):
+    texts, Y = tiny["text"].tolist(), np.array([[c in codes for c in ("empowered", "consumer")] for codes in tiny["codes"]])
+    whole = Tuner(encoder.model, TuneConfig(layers=1, rank=0, delta_rank=0, epochs=1))
+    H = whole.hidden_states(texts)
+    full, low = whole.fit(H, Y), Tuner(encoder.model, TuneConfig(layers=1, rank=0, delta_rank=16, epochs=1)).fit(H, Y)
+    assert not full.factors and len(low.factors) == 6  # six matrices a layer: q, k, v, attention out, two feed-forward
+    assert len(low.to_bytes()) < 0.4 * len(full.to_bytes())
+    a, b = whole.embed(full, H), whole.embed(low, H)
+    moved = np.abs(a - whole.embed(None, H)).max()
+    assert moved > 1e-3  # tuning moved the embeddings, and rank 16 keeps where they moved to
+    assert np.abs(a - b).max() < 0.1 * moved and (a * b).sum(axis=1).min() > 0.9999
 
 
 def test_tuned_model_saves_loads_and_refuses_a_changed_adapter(tuned, tiny, book, tmp_path, encoder):
@@ -70,6 +86,11 @@ def test_tuned_model_saves_loads_and_refuses_a_changed_adapter(tuned, tiny, book
     loaded = DiscourseClassifier.load(folder, encoder=encoder)  # the plain encoder gets the model's adapter
     assert loaded.encoder.id == tuned.encoder.id
     assert np.allclose(loaded.predict_proba(texts), tuned.predict_proba(texts), atol=1e-6)
+    for name, (a, b) in tuned.adapter_.factors.items():  # read back exactly as fitted
+        assert np.array_equal(loaded.adapter_.factors[name][0], a) and np.array_equal(loaded.adapter_.factors[name][1], b)
+    # the weights read back from the file, not the shared embedding cache, give the fitted embeddings
+    uncached = DiscourseClassifier.load(folder, encoder=Encoder(use_cache=False))
+    assert np.allclose(uncached.encoder.encode(texts), tuned.encoder.encode(texts), atol=2e-4)
     by_name = DiscourseClassifier.load(folder)
     assert by_name.encoder.id == tuned.encoder.id
     data = bytearray((folder / ADAPTER_FILE).read_bytes())
@@ -89,6 +110,10 @@ def test_adapter_bytes_round_trip_and_damage():
                                                      rng.normal(size=(4, 8)).astype(np.float32))}, 2.0)
     back = Adapter.from_bytes(ad.to_bytes())
     assert back.scale == 2.0 and back.sha256 == ad.sha256
+    column_major = Adapter({"m": (np.asfortranarray(ad.factors["encoder.layer.5.output.dense"][0]),
+                                  np.asfortranarray(ad.factors["encoder.layer.5.output.dense"][1]))}, 1.0)
+    a, b = Adapter.from_bytes(column_major.to_bytes()).factors["m"]
+    assert np.array_equal(a, column_major.factors["m"][0]) and np.array_equal(b, column_major.factors["m"][1])
     with pytest.raises(DiscourseError, match="not a readable encoder adapter"):
         Adapter.from_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json", "x.safetensors")
 
