@@ -5,13 +5,13 @@ text and reused by every epoch and every cross-validation fold. The top
 ``layers`` transformer layers are trained together with a linear multi-label
 head by binary cross-entropy: either their full weights (``rank=0``, the
 default of ``ModelConfig``) or low-rank adapters on each of their linear maps
-(LoRA, ``W + scale * B @ A``). Fully tuned weight matrices are stored as their
-change from the base weights truncated to ``delta_rank`` by SVD (float16 factors
-``B @ A``; other parameters as float16 values), so a tuned model is a few MB,
-not tens; the classifier is fitted on embeddings from these stored values, so the
-saved encoder is the evaluated one. The head is then dropped: the
+(LoRA, ``W + scale * B @ A``). The head is then dropped: the
 tuned encoder's mean-pooled, L2-normalised embeddings feed the classifier's
-logistic regressions exactly as frozen embeddings do. The result (an
+logistic regressions exactly as frozen embeddings do. Fully tuned weight
+matrices are stored as their change from the base weights truncated to
+``delta_rank`` by SVD (float16 factors ``B @ A``; other parameters as float16
+values), so a tuned model is a few MB, not tens; the classifier is fitted on
+embeddings from these stored values, so the saved encoder is the evaluated one. The result (an
 ``Adapter``) is saved as a safetensors file beside the model; merged into the
 weights (``merge_adapter``) it makes an ordinary sentence-transformers model,
 so every backend runs it.
@@ -280,7 +280,7 @@ class Tuner:
             base = self.auto.encoder.layer[self.first + k]
             for name, p in layer.named_parameters():
                 path = f"encoder.layer.{self.first + k}.{name}"
-                if p.ndim != 2 or not r or r * sum(p.shape) >= p.numel():
+                if p.ndim != 2 or not name.endswith(".weight") or not r or r * sum(p.shape) >= p.numel():
                     weights[path] = p.detach().numpy().astype(np.float16)
                     continue
                 delta = p.detach() - base.get_parameter(name).detach()
