@@ -87,7 +87,7 @@ def precision_vs_uncoded(model, P_test: np.ndarray, Y: np.ndarray, shares=(0.45,
     return pd.DataFrame(rows)
 
 
-def training_sha(train: pd.DataFrame, codes) -> str:
+def training_sha(train: pd.DataFrame) -> str:
     from discourse.model import _hash_texts
 
     return _hash_texts(train["text"].tolist(), train["codes"].tolist())
@@ -117,7 +117,7 @@ def main() -> int:
         reuse = [(d, float(sec)) for d, sec in args.reuse if ModelConfig(**read_model_manifest(d)["config"]) == config]
         if config.tune_layers and reuse:
             model = DiscourseClassifier.load(reuse[0][0], encoder=enc)
-            if model.info_["training_data_sha256"] != training_sha(train, codes):
+            if model.info_["training_data_sha256"] != training_sha(train):
                 raise SystemExit(f"{reuse[0][0]} was not trained on corpora/training")
             train_s = reuse[0][1]
         else:
