@@ -141,12 +141,13 @@ def _load_model(model_dir, backend: str = DEFAULT_BACKEND):
 @click.option("--features", type=click.Choice(["embedding+tfidf", "embedding", "tfidf"]), default=None, help="Feature set (default: the shipped winner).")
 @click.option("--C", "C", type=float, default=None, help="Inverse regularisation strength.")
 @click.option("--tfidf-weight", type=float, default=None, help="Weight of the TF-IDF block beside the embeddings.")
-@click.option("--tune-layers", type=click.IntRange(min=0), default=None, help="Encoder layers to tune on the excerpts, inside every fold (default 4: the most accurate, about 45 min for 2,000 excerpts on 2 cores; 0 keeps the encoder frozen: a minute, less accurate).")
+@click.option("--tune-layers", type=click.IntRange(min=0), default=None, help="Encoder layers to tune on the excerpts, inside every fold (default 4: the most accurate, about an hour for 2,300 excerpts on 2 cores; 0 keeps the encoder frozen: a minute or two, less accurate).")
+@click.option("--sentence-max/--no-sentence-max", default=None, help="Also embed each sentence of an excerpt and add their maximum beside the excerpt's embedding (default on: more accurate; --no-sentence-max predicts about twice as fast).")
 @click.option("--encoder", default="all-mpnet-base-v2", show_default=True, help="Packaged encoder name (all-mpnet-base-v2, all-MiniLM-L6-v2) or a local sentence-transformers folder.")
 @click.option("--include-reviewed", "reviewed", type=click.Path(dir_okay=False), default=None, help="Reviewed-codes store from `discourse audit apply` to add to the training data.")
 @click.option("--group-by", default=None, help="Column to group cross-validation by (default: batch, source or doc_id).")
 @backend_option
-def train_cmd(coded, codebook, output, features, C, tfidf_weight, tune_layers, encoder, reviewed, group_by, backend):
+def train_cmd(coded, codebook, output, features, C, tfidf_weight, tune_layers, sentence_max, encoder, reviewed, group_by, backend):
     """Train a model on hand-coded excerpts (CSV/Parquet with text and codes)."""
     import pandas as pd
 
@@ -166,7 +167,7 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, tune_layers, e
         n_reviewed = len(extra)
         df = pd.concat([df, extra], ignore_index=True)
     params = {k: v for k, v in {"features": features, "C": C, "tfidf_weight": tfidf_weight,
-                                "tune_layers": tune_layers}.items() if v is not None}
+                                "tune_layers": tune_layers, "sentence_max": sentence_max}.items() if v is not None}
     config = ModelConfig(**params)
     enc = Encoder(encoder, backend=backend) if "embedding" in config.features else None
     if group_by:
@@ -224,11 +225,14 @@ def evaluate_cmd(model_dir, test_path, output, backend):
 @backend_option
 def predict_cmd(table, model_dir, output, backend):
     """Add p_<code> probabilities and assigned codes to any table with a text column."""
-    from .predict import predict_table
+    from .predict import predict_table, proba_columns
     from .tables import read_table, write_table
 
     df = read_table(table, required=("text",))
     model = _load_model(model_dir, backend)
+    replaced = [c for c in ["codes", *proba_columns(model.codes)] if c in df.columns]
+    if replaced:
+        _warn(f"{table}: column(s) {', '.join(replaced)} replaced by the model's predictions in {output}")
     out, n_empty = predict_table(df, model)
     if n_empty:
         _warn(f"{table}: {n_empty} row(s) with empty text get no probabilities and no codes")

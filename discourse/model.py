@@ -3,14 +3,15 @@
 scikit-learn style: ``fit(texts, code_sets)``, ``predict_proba(texts)``,
 ``predict(texts)``, ``save(folder)``, ``DiscourseClassifier.load(folder)``.
 
-Features are sentence embeddings, TF-IDF n-grams, or both side by side; one
-logistic regression per code scores them. The encoder can be frozen, or its top
-layers tuned on the training excerpts (``tune.py``), inside every
-cross-validation fold as well, so the out-of-fold scores stay honest. Scores become probabilities by
-Platt scaling fitted on out-of-fold scores from grouped cross-validation
-(grouped by source document or batch, never by excerpt), and each code's
-decision threshold is the one that maximised F1 on those same out-of-fold
-probabilities.
+Features are sentence embeddings (the excerpt's, and beside it the elementwise
+maximum of its sentences' embeddings: ``sentences.py``), TF-IDF n-grams, or
+both side by side; one logistic regression per code scores them. The encoder
+can be frozen, or its top layers tuned on the training excerpts
+(``tune.py``), inside every cross-validation fold as well, so the out-of-fold
+scores stay honest. Scores become probabilities by Platt scaling fitted on
+out-of-fold scores from grouped cross-validation (grouped by source document
+or batch, never by excerpt), and each code's decision threshold is the one
+that maximised F1 on those same out-of-fold probabilities.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from .evaluate import (
     reliability_curve,
     to_matrix,
 )
+from .sentences import with_sentence_max
 from .tables import sha256_file
-from .tune import ADAPTER_FILE
+from .tune import ADAPTER_FILE, TunedStates
 
 FEATURES = ("embedding", "tfidf", "embedding+tfidf")
 ESTIMATOR_FILE = "estimator.skops"
@@ -59,6 +61,7 @@ class ModelConfig:
     tune_epochs: int = 3
     tune_rank: int = 0  # 0: full weights of the tuned layers (measured better here than low-rank adapters)
     tune_delta_rank: int = 64  # full weights: rank at which each matrix's change is stored (0: whole matrices)
+    sentence_max: bool = True  # embedding features add the max over the excerpt's sentence embeddings (sentences.py)
 
     def __post_init__(self):
         if self.features not in FEATURES:
@@ -165,8 +168,11 @@ class DiscourseClassifier:
         return sp.hstack(parts, format="csr")
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray | None:
+        """The embedding features of ``texts`` (with ``sentence_max``: excerpt and sentence-max vectors)."""
         if "embedding" not in self.config.features:
             return None
+        if self.config.sentence_max:
+            return with_sentence_max(texts, lambda t: self.encoder.encode(t, progress=progress))
         return self.encoder.encode(list(texts), progress=progress)
 
     def _fit_scores(self, texts, emb, Y, weights, test_texts, test_emb):
@@ -216,16 +222,16 @@ class DiscourseClassifier:
             if self.encoder.adapter is not None:
                 raise DiscourseError("this encoder is already tuned: tune from the base encoder, or set tune_layers=0")
             tuner = Tuner(self.encoder.model, tuning)
-            H = tuner.hidden_states(texts)
+            states = TunedStates(tuner, texts, self.config.sentence_max)
             rows_tuned = sum(int(np.sum(folds != f)) for f in range(k)) + len(texts)  # every fold, then all
             bar = tqdm(total=tuning.epochs * rows_tuned, desc="tuning the encoder", unit="excerpt", leave=False,
                        disable=not progress)
 
             def features(rows: np.ndarray, other: np.ndarray | None = None):
                 """Tune on ``rows``; the tuned embeddings of ``rows`` and of ``other``, in one pass."""
-                adapter = tuner.fit([H[i] for i in rows], Y[rows], progress=bar.update)
+                adapter = tuner.fit([states.H[i] for i in rows], Y[rows], progress=bar.update)
                 both = rows if other is None else np.concatenate([rows, other])
-                X = tuner.embed(adapter, [H[i] for i in both])
+                X = states.features(adapter, both)
                 return adapter, X[: len(rows)], X[len(rows):]
         else:
             emb = embeddings if embeddings is not None else self.embed(texts, progress=progress)
@@ -379,7 +385,7 @@ class DiscourseClassifier:
                 "use the model's own codebook or retrain",
                 folder,
             )
-        config = ModelConfig(**manifest["config"])
+        config = config_from_manifest(manifest)
         enc_info = manifest.get("encoder")
         adapter = None
         if enc_info and enc_info.get("adapter"):
@@ -412,6 +418,11 @@ class DiscourseClassifier:
         model.adapter_ = adapter
         model.manifest_ = manifest
         return model
+
+
+def config_from_manifest(manifest: dict) -> ModelConfig:
+    """The settings a saved model was trained with (models saved before ``sentence_max`` existed had none)."""
+    return ModelConfig(**{"sentence_max": False, **manifest["config"]})
 
 
 def read_model_manifest(folder: str | os.PathLike) -> dict:

@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import DiscourseError
+from .sentences import max_pool, sentence_index
 
 ADAPTER_FILE = "encoder-adapter.safetensors"
 SCALE_KEY = "lora_scale"
@@ -314,3 +315,27 @@ class Tuner:
                 v = self._pooled(top, hs, mask)
                 out[ids] = torch.nn.functional.normalize(v, dim=1).numpy()
         return out
+
+
+class TunedStates:
+    """The frozen encoder layers' hidden states of the excerpts (and of their sentences), computed once.
+
+    ``features(adapter, rows)`` gives the rows' embedding features from the
+    encoder tuned with ``adapter``: what ``DiscourseClassifier.embed`` gives
+    once the adapter is merged into the encoder.
+    """
+
+    def __init__(self, tuner: Tuner, texts: Sequence[str], sentence_max: bool):
+        self.tuner = tuner
+        sentences, self.index = sentence_index(texts) if sentence_max else ([], None)
+        states = tuner.hidden_states(list(texts) + sentences)
+        self.H, self.sentence_H = states[: len(texts)], states[len(texts):]
+
+    def features(self, adapter: Adapter | None, rows: Sequence[int]) -> np.ndarray:
+        X = self.tuner.embed(adapter, [self.H[i] for i in rows])
+        if self.index is None:
+            return X
+        need = sorted({s for i in rows for s in self.index[i]})
+        at = {s: k for k, s in enumerate(need)}
+        S = self.tuner.embed(adapter, [self.sentence_H[s] for s in need])
+        return np.hstack([X, max_pool(S, [[at[s] for s in self.index[i]] for i in rows])])

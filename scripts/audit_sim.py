@@ -42,7 +42,7 @@ from discourse.review_file import read_review, write_queue  # noqa: E402
 from discourse.review_store import apply_review, reviewed_as_coded  # noqa: E402
 from discourse.coded import cv_groups, read_coded  # noqa: E402
 from discourse.evaluate import agreement_table, to_matrix  # noqa: E402
-from discourse.model import DiscourseClassifier, ModelConfig  # noqa: E402
+from discourse.model import DiscourseClassifier  # noqa: E402
 
 MODEL = ROOT / "models" / "default"
 TEST = ROOT / "corpora" / "test" / "test.csv"
@@ -134,7 +134,7 @@ def audit_round(model, pred, test, train, budget, random_share, seed, work: Path
     df = pd.concat([train, extra], ignore_index=True)
     _, groups = cv_groups(df)
     # the model's own (tuned) encoder, kept as it is: refit the classifier, not the encoder's layers
-    config = dataclasses.replace(ModelConfig(**model.manifest_["config"]), tune_layers=0)
+    config = dataclasses.replace(model.config, tune_layers=0)
     new = DiscourseClassifier(codes, encoder=model.encoder, config=config)
     new.fit(df["text"].tolist(), df["codes"].tolist(), groups=groups)
     return set(queue["excerpt_id"]), new

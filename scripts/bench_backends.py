@@ -46,7 +46,7 @@ from discourse.codebook import load_codebook  # noqa: E402
 from discourse.coded import cv_groups, read_coded  # noqa: E402
 from discourse.embed import Encoder  # noqa: E402
 from discourse.evaluate import agreement_table, expected_calibration_error, to_matrix  # noqa: E402
-from discourse.model import DiscourseClassifier, ModelConfig, read_model_manifest  # noqa: E402
+from discourse.model import DiscourseClassifier, config_from_manifest, read_model_manifest  # noqa: E402
 from discourse import onnx_backend  # noqa: E402
 
 
@@ -160,10 +160,12 @@ def main() -> int:
 
         # (a) the shipped model, both backends, on the test split
         shipped = DiscourseClassifier.load(args.model, encoder=torch_enc)
-        torch_scores = scores(shipped, test_texts, Y, vecs["torch"])
+        feats = {"torch": shipped.embed(test_texts),  # the model's features (with sentence max, if it uses it)
+                 "onnx-int8": DiscourseClassifier.load(args.model, encoder=onnx_enc).embed(test_texts)}
+        torch_scores = scores(shipped, test_texts, Y, feats["torch"])
         P_torch = torch_scores["P"]
         results["a_shipped_model"] = {"torch": public(torch_scores),
-                                      "onnx-int8": public(scores(shipped, test_texts, Y, vecs["onnx-int8"], P_torch))}
+                                      "onnx-int8": public(scores(shipped, test_texts, Y, feats["onnx-int8"], P_torch))}
         results["a_shipped_model"]["macro_f1_difference"] = round(
             results["a_shipped_model"]["onnx-int8"]["macro_f1"] - torch_scores["macro_f1"], 4)
 
@@ -171,16 +173,16 @@ def main() -> int:
         train = read_coded(ROOT / "corpora" / "training" / "train.csv", book.ids)
         _, groups = cv_groups(train)
         t0 = time.perf_counter()
-        train_emb = onnx_enc.encode(train["text"].tolist())
         # the classifier only, on the onnx-int8 vectors of the same encoder (a tuned encoder's layers are tuned with torch)
-        config = dataclasses.replace(ModelConfig(**manifest["config"]), tune_layers=0)
+        config = dataclasses.replace(config_from_manifest(manifest), tune_layers=0)
         retrained = DiscourseClassifier(book.ids, encoder=onnx_enc, config=config)
+        train_emb = retrained.embed(train["text"].tolist())
         retrained.fit(train["text"].tolist(), train["codes"].tolist(), groups=groups, embeddings=train_emb)
         results["b_retrained_onnx_int8"] = {
             "train_rows": len(train), "seconds": round(time.perf_counter() - t0, 1),
             "cv_macro_f1": round(retrained.cv_["macro_f1"], 4),
             "shipped_cv_macro_f1": round(manifest["cross_validation"]["macro_f1"], 4),
-            "test": public(scores(retrained, test_texts, Y, vecs["onnx-int8"], P_torch)),
+            "test": public(scores(retrained, test_texts, Y, feats["onnx-int8"], P_torch)),
             "shipped_torch_test": public(torch_scores),
         }
         results["b_retrained_onnx_int8"]["macro_f1_difference"] = round(

@@ -46,6 +46,13 @@ def test_predict_keeps_rows_and_columns(run_cli, tmp_path):
     assert "consumer" in df.codes[0].split(";")
     assert df.codes[1] == "" and df.p_consumer[1] == ""
     assert df.codes[2] == ""
+    assert "replaced" not in err
+
+    coded = tmp_path / "coded.csv"  # a hand-coded table: its codes column gives way to the model's, with a warning
+    pd.DataFrame({"text": ["We must answer to our customers like any business."], "codes": ["stakeholder"]}).to_csv(coded, index=False)
+    code, _, err = run_cli("predict", coded, "-o", out)
+    assert code == 0 and f"{coded}: column(s) codes replaced by the model's predictions" in err
+    assert pd.read_csv(out).codes[0] != "stakeholder"
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from discourse.coded import read_coded
 from discourse.embed import Encoder
 from discourse.errors import DiscourseError
 from discourse.model import DiscourseClassifier
-from discourse.tune import ADAPTER_FILE, Adapter, TuneConfig, Tuner
+from discourse.tune import ADAPTER_FILE, Adapter, TunedStates, TuneConfig, Tuner
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -47,6 +47,18 @@ def test_tuned_embeddings_from_cached_states_equal_the_merged_encoder(tuned, tin
     assert np.allclose(tuner.embed(None, H), frozen, atol=2e-4)  # no adapter: the frozen encoder
     assert np.abs(merged - frozen).max() > 1e-3  # tuning moved the embeddings
     assert tuned.encoder.id.startswith(encoder.id + "+tuned-") and encoder.adapter is None
+
+
+def test_tuned_features_in_fit_equal_what_the_tuned_model_embeds(tuned, tiny, encoder):
+    """The classifier is fitted on excerpt and sentence-max vectors from cached states: the saved model's own."""
+    texts = tiny["text"].tolist()[:12]
+    assert tuned.config.sentence_max
+    states = TunedStates(Tuner(encoder.model, TuneConfig(layers=2)), texts, sentence_max=True)
+    X = states.features(tuned.adapter_, list(range(len(texts))))
+    assert X.shape == (12, 2 * encoder.dim)
+    assert np.allclose(X, tuned.embed(texts), atol=2e-4)
+    d = encoder.dim
+    assert not np.allclose(X[:, :d], X[:, d:])  # several excerpts have more than one sentence
 
 
 def layers_of(adapter) -> set[str]:
@@ -143,10 +155,13 @@ def test_train_command_tunes_as_asked(run_cli, tiny, tmp_path):
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["config"]["tune_layers"] == 1 and manifest["encoder"]["adapter"]["layers"] == 1
     assert layers_of(Adapter.from_bytes((tmp_path / "m" / ADAPTER_FILE).read_bytes())) == {"5"}
-    code, out, err = run_cli("train", coded, "--encoder", "all-MiniLM-L6-v2", "--tune-layers", "0", "-o", tmp_path / "f")
+    assert manifest["config"]["sentence_max"] is True  # the default
+    code, out, err = run_cli("train", coded, "--encoder", "all-MiniLM-L6-v2", "--tune-layers", "0", "--no-sentence-max",
+                             "-o", tmp_path / "f")
     assert code == 0, err
     assert not (tmp_path / "f" / ADAPTER_FILE).exists()
-    assert json.loads((tmp_path / "f" / "manifest.json").read_text())["encoder"]["id"] == manifest["encoder"]["adapter"]["base_id"]
+    frozen = json.loads((tmp_path / "f" / "manifest.json").read_text())
+    assert frozen["encoder"]["id"] == manifest["encoder"]["adapter"]["base_id"] and frozen["config"]["sentence_max"] is False
 
 
 def test_low_rank_adapter_mode(tiny, encoder, book):
