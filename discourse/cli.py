@@ -193,7 +193,8 @@ def evaluate_cmd(model_dir, test_path, output, backend):
     from .coded import read_coded
     import json
 
-    from .evaluate import agreement_table, expected_calibration_error, plot_reliability, reliability_curve, to_matrix
+    from .evaluate import (agreement_table, bootstrap_intervals, expected_calibration_error, plot_reliability,
+                           reliability_curve, to_matrix)
     from .reporting import evaluation_markdown
     from .tables import write_table, write_text
 
@@ -202,6 +203,7 @@ def evaluate_cmd(model_dir, test_path, output, backend):
     P = model.predict_proba(df["text"].tolist())
     Y = to_matrix(df["codes"].tolist(), model.codes)
     table = agreement_table(Y, P >= model.thresholds_, model.codes)
+    table = table.merge(bootstrap_intervals(Y, P >= model.thresholds_, model.codes), on="code", how="left")
     ece = expected_calibration_error(Y, P)
     out = Path(output)
     write_table(table.round(4), out / "evaluation.csv")

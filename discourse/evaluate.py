@@ -1,8 +1,9 @@
 """Agreement between two codings of the same excerpts: model vs. gold, or coder vs. coder.
 
 Per code: precision, recall, F1, Cohen's kappa, Krippendorff's alpha, support;
-macro and micro F1; expected calibration error and reliability curves for
-probabilities. All inputs are 0/1 matrices (excerpts x codes).
+macro and micro F1; bootstrap intervals of F1 and kappa; expected calibration
+error and reliability curves for probabilities. All inputs are 0/1 matrices
+(excerpts x codes).
 """
 
 from __future__ import annotations
@@ -73,6 +74,39 @@ def agreement_table(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[str]
              "kappa": cohen_kappa(T.ravel(), P.ravel()), "alpha": krippendorff_alpha(T.ravel(), P.ravel()),
              "support": int(T.sum()), "predicted": int(P.sum())}
     return pd.concat([df, pd.DataFrame([macro, micro])], ignore_index=True)
+
+
+def _kappa_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cohen's kappa and F1 from counts (arrays of any matching shape), as ``cohen_kappa`` and ``_prf``."""
+    tn = n - tp - fp - fn
+    po = (tp + tn) / n
+    pa, pb = (tp + fn) / n, (tp + fp) / n
+    pe = pa * pb + (1 - pa) * (1 - pb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = np.where(pe >= 1.0, np.where(po == 1.0, 1.0, 0.0), (po - pe) / (1 - pe))
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    return kappa, f1
+
+
+def bootstrap_intervals(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[str], n_boot: int = 2000,
+                        level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Percentile intervals of each code's F1 and kappa, and of their macro means, resampling excerpts.
+
+    Each of ``n_boot`` resamples draws as many excerpts as there are, with
+    replacement (seeded); the rows match ``agreement_table``'s codes and macro row.
+    Excerpts of one interview are not independent, so treat the intervals as a lower bound on the uncertainty.
+    """
+    T, P = np.asarray(Y_true, bool), np.asarray(Y_pred, bool)
+    n = len(T)
+    W = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    tp, fp, fn = W @ (T & P), W @ (~T & P), W @ (T & ~P)
+    kappa, f1 = _kappa_f1(tp, fp, fn, np.full_like(tp, n))
+    kappa = np.column_stack([kappa, kappa.mean(axis=1)])
+    f1 = np.column_stack([f1, f1.mean(axis=1)])
+    q = [(1 - level) / 2, (1 + level) / 2]
+    (f_lo, f_hi), (k_lo, k_hi) = np.quantile(f1, q, axis=0), np.quantile(kappa, q, axis=0)
+    return pd.DataFrame({"code": [*codes, "macro"], "f1_low": f_lo, "f1_high": f_hi,
+                         "kappa_low": k_lo, "kappa_high": k_hi})
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:

@@ -24,11 +24,20 @@ def evaluation_markdown(table: pd.DataFrame, ece: float, n: int, model_name: str
     """The evaluation report written by `discourse evaluate`."""
     macro = table.set_index("code").loc["macro"]
     micro = table.set_index("code").loc["micro"]
+    shown, note = table, ""
+    if {"f1_low", "kappa_low"} <= set(table.columns):
+        def interval(lo, hi):
+            return [f"{a:.3f}-{b:.3f}" if pd.notna(a) else "" for a, b in zip(table[lo], table[hi])]
+        shown = table.drop(columns=["f1_low", "f1_high", "kappa_low", "kappa_high"])
+        shown.insert(shown.columns.get_loc("f1") + 1, "f1 95% CI", interval("f1_low", "f1_high"))
+        shown.insert(shown.columns.get_loc("kappa") + 1, "kappa 95% CI", interval("kappa_low", "kappa_high"))
+        note = ("The intervals are 95% percentile bootstrap intervals over excerpts (2,000 resamples, seed 0). "
+                "Excerpts from one interview are not independent, so the true uncertainty is somewhat wider.\n\n")
     return (
         f"# Evaluation of `{model_name}` on `{test_name}`\n\n"
         f"{n} hand-coded excerpts. Macro-F1 **{macro.f1:.3f}**, micro-F1 {micro.f1:.3f}, "
         f"mean Cohen's kappa {macro.kappa:.3f}, mean Krippendorff's alpha {macro.alpha:.3f}, "
         f"expected calibration error **{ece:.3f}** (10 equal-width bins, all code probabilities pooled).\n\n"
-        + markdown_table(table)
-        + "\nThe reliability diagram is in `reliability.png`.\n"
+        + markdown_table(shown)
+        + "\n" + note + "The reliability diagram is in `reliability.png`.\n"
     )

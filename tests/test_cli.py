@@ -56,6 +56,23 @@ def test_predict_keeps_rows_and_columns(run_cli, tmp_path):
 
 
 @pytest.mark.slow
+def test_evaluate_reports_agreement_with_bootstrap_intervals(run_cli, tmp_path):
+    test = tmp_path / "test.csv"
+    pd.read_csv(ROOT / "corpora" / "test" / "test.csv", keep_default_na=False).head(40).to_csv(test, index=False)
+    ev = tmp_path / "ev"
+    code, stdout, err = run_cli("evaluate", "--test", test, "-o", ev)
+    assert code == 0, err
+    table = pd.read_csv(ev / "evaluation.csv").set_index("code")
+    rows = table.drop(index="micro")
+    assert (rows.kappa_low <= rows.kappa + 1e-9).all() and (rows.kappa <= rows.kappa_high + 1e-9).all()
+    assert (rows.f1_low <= rows.f1 + 1e-9).all() and (rows.f1 <= rows.f1_high + 1e-9).all()
+    assert table.loc["micro"].isna()[["kappa_low", "kappa_high"]].all()  # intervals are per code and macro
+    md = (ev / "evaluation.md").read_text()
+    assert "40 hand-coded excerpts" in md and "| kappa 95% CI |" in md and "bootstrap" in md
+    assert re.search(r"\| macro \|.*\| \d\.\d{3}-\d\.\d{3} \|", md)
+
+
+@pytest.mark.slow
 def test_classify_profile_report_resume_and_determinism(run_cli, mini_study, tmp_path):
     out = tmp_path / "run"
     args = ("classify", "--manifest", mini_study / "manifest.csv", "-o", out)

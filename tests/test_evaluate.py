@@ -38,3 +38,33 @@ def test_calibration_error_is_zero_for_perfect_bins_and_large_for_overconfidence
 def test_to_matrix():
     M = to_matrix([["a"], [], ["b", "a"]], ["a", "b"])
     assert M.tolist() == [[1, 0], [0, 0], [1, 1]]
+
+
+def test_bootstrap_intervals_bracket_the_estimate_and_narrow_with_more_data():
+    from discourse.evaluate import agreement_table, bootstrap_intervals
+
+    rng = np.random.default_rng(1)
+    T = rng.random((200, 2)) < 0.3
+    P = T ^ (rng.random((200, 2)) < 0.1)  # 10% of decisions flipped
+    table = agreement_table(T, P, ["a", "b"]).set_index("code")
+    ci = bootstrap_intervals(T, P, ["a", "b"], n_boot=500).set_index("code")
+    assert list(ci.index) == ["a", "b", "macro"]
+    for c in ["a", "b", "macro"]:
+        assert ci.loc[c, "kappa_low"] < table.loc[c, "kappa"] < ci.loc[c, "kappa_high"]
+        assert ci.loc[c, "f1_low"] < table.loc[c, "f1"] < ci.loc[c, "f1_high"]
+    big = bootstrap_intervals(np.tile(T, (8, 1)), np.tile(P, (8, 1)), ["a", "b"], n_boot=500).set_index("code")
+    assert (big.kappa_high - big.kappa_low).mean() < 0.6 * (ci.kappa_high - ci.kappa_low).mean()
+    perfect = bootstrap_intervals(T, T, ["a", "b"], n_boot=200)
+    assert np.allclose(perfect[["kappa_low", "kappa_high", "f1_low", "f1_high"]], 1.0)
+    again = bootstrap_intervals(T, P, ["a", "b"], n_boot=500)
+    assert again.equals(bootstrap_intervals(T, P, ["a", "b"], n_boot=500))  # seeded
+
+
+def test_counts_kappa_matches_cohen_kappa():
+    from discourse.evaluate import _kappa_f1
+
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        t, p = rng.random(50) < rng.random(), rng.random(50) < rng.random()
+        k, f = _kappa_f1(np.sum(t & p), np.sum(~t & p), np.sum(t & ~p), 50)
+        assert np.isclose(k, cohen_kappa(t, p)) and np.isclose(f, f1_score(t, p, zero_division=0))
