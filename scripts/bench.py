@@ -184,21 +184,18 @@ def one(n: int, backend: str, model_dir: Path, tmp: Path, seed: int, profile: bo
     study_texts = excerpt_texts(manifest, nlp)
     cache = enc.cache
 
-    def bare_encode(texts: list[str]) -> None:
-        """The same loaded encoder with no cache: sentence embeddings only."""
-        enc.cache = None
-        try:
-            enc.encode(texts)
-        finally:
-            enc.cache = cache
+    def uncached(work):
+        """``work`` run by the same loaded encoder with no embedding cache."""
+        def run(texts: list[str]) -> None:
+            enc.cache = None
+            try:
+                work(texts)
+            finally:
+                enc.cache = cache
+        return run
 
-    def bare_features(texts: list[str]) -> None:
-        """The model's embedding features with no cache: what the encoder must do for the classifier."""
-        enc.cache = None
-        try:
-            model.embed(texts)
-        finally:
-            enc.cache = cache
+    bare_encode = uncached(enc.encode)  # sentence embeddings only
+    bare_features = uncached(model.embed)  # the model's embedding features: what the classifier asks of the encoder
     sample = study_texts if len(study_texts) <= bare_sample else \
         [study_texts[i] for i in sorted(np.random.default_rng(seed).choice(len(study_texts), bare_sample, replace=False))]
     half = len(sample) // 2
