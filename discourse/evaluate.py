@@ -88,8 +88,12 @@ def _kappa_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, n: np.ndarray) -> 
     return kappa, f1
 
 
-def bootstrap_intervals(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[str], n_boot: int = 2000,
-                        level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 0
+
+
+def bootstrap_intervals(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[str],
+                        n_boot: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
+                        seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
     """Percentile intervals of each code's F1 and kappa, and of their macro means, resampling excerpts.
 
     Each of ``n_boot`` resamples draws as many excerpts as there are, with

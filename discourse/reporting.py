@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .evaluate import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     """A plain GitHub-style Markdown table (no extra dependency)."""
@@ -31,7 +33,8 @@ def evaluation_markdown(table: pd.DataFrame, ece: float, n: int, model_name: str
         shown = table.drop(columns=["f1_low", "f1_high", "kappa_low", "kappa_high"])
         shown.insert(shown.columns.get_loc("f1") + 1, "f1 95% CI", interval("f1_low", "f1_high"))
         shown.insert(shown.columns.get_loc("kappa") + 1, "kappa 95% CI", interval("kappa_low", "kappa_high"))
-        note = ("The intervals are 95% percentile bootstrap intervals over excerpts (2,000 resamples, seed 0). "
+        note = ("The intervals are 95% percentile bootstrap intervals over excerpts "
+                f"({BOOTSTRAP_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}). "
                 "Excerpts from one interview are not independent, so the true uncertainty is somewhat wider.\n\n")
     return (
         f"# Evaluation of `{model_name}` on `{test_name}`\n\n"
