@@ -134,6 +134,11 @@ class DiscourseClassifier:
     >>> clf = DiscourseClassifier(codes, encoder=Encoder())
     >>> clf.fit(texts, code_sets, groups=batches)
     >>> clf.predict_proba(["We answer to our customers."])
+
+    After ``fit``, ``cv_proba_`` holds every training excerpt's calibrated
+    out-of-fold probabilities (rows in input order) and ``cv_folds_`` the fold
+    that scored it: the evidence behind ``cv_``, for error analysis. Neither
+    is saved with the model.
     """
 
     def __init__(self, codes: Sequence[str], encoder=None, config: ModelConfig | None = None, **params):
@@ -147,6 +152,8 @@ class DiscourseClassifier:
         self.platt_: list[tuple[float, float]] = []
         self.thresholds_: list[float] = []
         self.cv_: dict = {}
+        self.cv_proba_: np.ndarray | None = None
+        self.cv_folds_: np.ndarray | None = None
         self.info_: dict = {}
         self.adapter_ = None
 
@@ -251,6 +258,7 @@ class DiscourseClassifier:
         self.platt_ = [_platt(oof[:, j], Y[:, j]) for j in range(len(self.codes))]
         P = self._calibrate(oof)
         self.thresholds_ = [best_threshold(Y[:, j], P[:, j]) for j in range(len(self.codes))]
+        self.cv_proba_, self.cv_folds_ = P, folds
         pred = P >= np.asarray(self.thresholds_)
         table = agreement_table(Y, pred, self.codes)
         self.cv_ = {

@@ -231,7 +231,8 @@ def main() -> int:
            "faster model for large batches. Robustness to the share of uncoded talk is in the last table: as the test "
            "data's uncoded share rises from 45% to 75%, precision falls unless the probabilities are adjusted to the "
            "corpus (EM prior correction, `discourse classify --adapt-priors`), which holds it up; we recommend "
-           "`--adapt-priors` for corpora that are mostly uncoded talk.\n"]
+           "`--adapt-priors` for corpora that are mostly uncoded talk. "
+           "Why `empowered` stays the weakest code under every design, and which classifier settings did not help it, is in `docs/empowered.md` (`scripts/empowered_study.py`, training split only).\n"]
     if skipped:
         earlier = {"mpnet+tfidf (w=2, C=4), tuned, LoRA r=8": 0.826, TUNED: 0.850}
         md += ["\nNot re-run for this table (`--reused-tuning-only`; each tunes the encoder for most of an hour): "

@@ -64,6 +64,18 @@ def test_fit_predict_shapes_and_sense(fitted):
     assert len(fitted.thresholds_) == 6
 
 
+def test_out_of_fold_probabilities_are_the_evidence_of_the_cv_metrics(fitted, small):
+    from discourse.evaluate import agreement_table, to_matrix
+
+    P, folds = fitted.cv_proba_, fitted.cv_folds_
+    assert P.shape == (len(small), 6) and folds.shape == (len(small),)
+    for f in np.unique(folds):  # grouped: a batch is scored in one fold only
+        assert set(small["batch"][folds == f]).isdisjoint(small["batch"][folds != f])
+    table = agreement_table(to_matrix(small["codes"], fitted.codes), P >= np.asarray(fitted.thresholds_), fitted.codes)
+    for code, row in fitted.cv_["per_code"].items():
+        assert table.set_index("code").loc[code, "f1"] == pytest.approx(row["f1"], abs=1e-4)
+
+
 def test_save_load_round_trip_and_integrity(fitted, book, tmp_path, encoder):
     folder = fitted.save(tmp_path / "m", codebook=book)
     manifest = json.loads((folder / "manifest.json").read_text())
