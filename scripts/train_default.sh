@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild the shipped model (models/default) from the bundled corpus, reproducibly,
+# Rebuild the shipped model (models/default) from the bundled corpus (same thresholds and evaluation;
+# the weight bytes can differ in the last bits of float rounding),
 # and evaluate it on the held-out test split (models/default/evaluation/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
