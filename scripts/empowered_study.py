@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         X = emb if cfg.sentence_max else emb[:, : emb.shape[1] // 2]
         fits[name] = DiscourseClassifier(codes, encoder, cfg).fit(texts, train["codes"], groups=groups, embeddings=X)
         print(f"{name}: {CODE} kappa {fits[name].cv_['per_code'][CODE]['kappa']:.3f}", file=sys.stderr)
-    base = fits[head_variants()[0][0]]
+    base = next(iter(fits.values()))  # the shipped head
     P, folds = base.cv_proba_, base.cv_folds_
     pred = P >= np.asarray(base.thresholds_)
     y, hit = Y[:, j] == 1, pred[:, j]
@@ -96,18 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     per_code = per_code[per_code["code"] != "micro"][["code", "precision", "recall", "f1", "kappa", "kappa_low", "kappa_high", "kappa, shipped tuned model"]]
 
     others = [c for c in codes if c != CODE]
-    alone = y & (Y[:, [codes.index(c) for c in others]].sum(axis=1) == 0)
+    coded = {c: Y[:, codes.index(c)] == 1 for c in others}
+    alone = y & ~np.any([coded[c] for c in others], axis=0)
     by_code = [{"coded empowered and": "nothing else", "excerpts": int(alone.sum()), "recall": hit[alone].mean()}]
-    by_code += [{"coded empowered and": c, "excerpts": int((y & (Y[:, codes.index(c)] == 1)).sum()),
-                 "recall": hit[y & (Y[:, codes.index(c)] == 1)].mean()} for c in others]
+    by_code += [{"coded empowered and": c, "excerpts": int((y & coded[c]).sum()), "recall": hit[y & coded[c]].mean()}
+                for c in others]
     false = hit & ~y
     fp = [{"false empowered, coded": "uncoded", "excerpts": int((false & ~Y.any(axis=1)).sum())}]
-    fp += [{"false empowered, coded": c, "excerpts": int((false & (Y[:, codes.index(c)] == 1)).sum())} for c in others]
-    batches = sorted(set(groups))
-    by_batch = [{"batch": b, "coder": train.loc[np.array(groups) == b, "coder"].iloc[0],
-                 "empowered excerpts": int((y & (np.array(groups) == b)).sum()),
-                 "recall": hit[y & (np.array(groups) == b)].mean(),
-                 "false empowered": int((false & (np.array(groups) == b)).sum())} for b in batches]
+    fp += [{"false empowered, coded": c, "excerpts": int((false & coded[c]).sum())} for c in others]
+    batch = np.array(groups)
+    by_batch = [{"batch": b, "coder": train["coder"][batch == b].iloc[0], "empowered excerpts": int((y & (batch == b)).sum()),
+                 "recall": hit[y & (batch == b)].mean(), "false empowered": int((false & (batch == b)).sum())}
+                for b in sorted(set(groups))]
 
     variants = [row(name, Y[:, j], fit.cv_proba_[:, j], fit.thresholds_[j]) for name, fit in fits.items()]
     variants.append(row("stacked: a regression on all six codes' out-of-fold logits", Y[:, j], stacked(P, Y, folds, j)))
