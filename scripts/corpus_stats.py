@@ -62,7 +62,7 @@ def split_stats(df: pd.DataFrame, codes: list[str]) -> dict:
 
 
 def double_coding(train: pd.DataFrame, test: pd.DataFrame, codes: list[str]) -> dict:
-    """Per-code agreement between first and blind second coders (training sample, test split, batches b08-b10 and b11-b12)."""
+    """Per-code agreement between first and blind second coders (training sample, test split, batches b08-b10)."""
     from discourse.evaluate import agreement_table, to_matrix
 
     dc = ROOT / "corpora" / "src" / "double_coding"
@@ -74,8 +74,7 @@ def double_coding(train: pd.DataFrame, test: pd.DataFrame, codes: list[str]) -> 
         first_train.update(dict(zip(a["id"], a["first_coder"])))
     for name, second_file, first in (("training sample", "second_coder.csv", first_train),
                                      ("test split", "test_second_coder.csv", dict(zip(test["id"], test["codes"]))),
-                                     ("batches b08-b10", "new_batches_second_coder.csv", first_train),
-                                     ("batches b11-b12", "b11_b12_second_coder.csv", first_train)):
+                                     ("batches b08-b10", "new_batches_second_coder.csv", first_train)):
         path = dc / second_file
         if not path.exists():
             continue
