@@ -32,6 +32,11 @@ def split_sentences(text: str, min_words: int = MIN_WORDS) -> list[str]:
         pieces.append(text[start:m.end()].strip())
         start = m.end()
     pieces.append(text[start:].strip())
+    return join_short(pieces, min_words) or [text]
+
+
+def join_short(pieces: Sequence[str], min_words: int) -> list[str]:
+    """Non-empty ``pieces``, each under ``min_words`` words joined to the one after it (the last: before it)."""
     merged: list[str] = []
     for piece in filter(None, pieces):
         if merged and len(merged[-1].split()) < min_words:
@@ -40,7 +45,7 @@ def split_sentences(text: str, min_words: int = MIN_WORDS) -> list[str]:
             merged.append(piece)
     if len(merged) > 1 and len(merged[-1].split()) < min_words:
         merged[-2:] = [f"{merged[-2]} {merged[-1]}"]
-    return merged or [text]
+    return merged
 
 
 def sentence_index(texts: Sequence[str]) -> tuple[list[str], list[list[int]]]:

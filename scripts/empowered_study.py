@@ -31,7 +31,7 @@ from discourse.embed import Encoder  # noqa: E402
 from discourse.evaluate import agreement_table, bootstrap_intervals, to_matrix  # noqa: E402
 from discourse.model import DiscourseClassifier, ModelConfig, best_threshold, read_model_manifest  # noqa: E402
 from discourse.reporting import markdown_table  # noqa: E402
-from discourse.sentences import max_pool, split_sentences  # noqa: E402
+from discourse.sentences import join_short, max_pool, split_sentences  # noqa: E402
 
 CODE = "empowered"
 HEAD = dict(features="embedding+tfidf", C=4.0, tfidf_weight=2.0, tune_layers=0)  # the shipped head, frozen encoder
@@ -44,17 +44,7 @@ def split_clauses(text: str, min_words: int = 4) -> list[str]:
     """The excerpt's clauses: each sentence cut at the marks above; pieces under ``min_words`` join a neighbour."""
     out = []
     for sentence in split_sentences(text):
-        merged: list[str] = []
-        for piece in (p.strip() for p in _CLAUSE_CUT.split(sentence)):
-            if not piece:
-                continue
-            if merged and len(merged[-1].split()) < min_words:
-                merged[-1] = f"{merged[-1]} {piece}"
-            else:
-                merged.append(piece)
-        if len(merged) > 1 and len(merged[-1].split()) < min_words:
-            merged[-2:] = [f"{merged[-2]} {merged[-1]}"]
-        out.extend(merged or [sentence])
+        out.extend(join_short([p.strip() for p in _CLAUSE_CUT.split(sentence)], min_words) or [sentence])
     return out
 
 
