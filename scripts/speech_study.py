@@ -130,16 +130,16 @@ def strip_hesitations(text: str) -> str:
     return " ".join(out.split())
 
 
-def demo_excerpts(model_dir: str, work: Path) -> tuple[pd.DataFrame, list[list[str]]]:
-    """The demo study's respondent excerpts, as `discourse classify` cuts them, and the codes of the gold spans they cover."""
+def demo_excerpts(codes: list[str], work: Path) -> tuple[pd.DataFrame, list[list[str]]]:
+    """The demo study's respondent excerpts, as the pipeline cuts them, and the codes of the gold spans they cover."""
     from validate_demo import DEMO, gold_codes
 
-    subprocess.run([sys.executable, "-m", "discourse.cli", "classify", "--manifest", str(DEMO / "manifest.csv"),
-                    "--model", model_dir, "-o", str(work)], check=True, stdout=subprocess.DEVNULL)
-    pred = pd.read_parquet(work / "predictions.parquet")
-    pred = pred[pred["role"] != "interviewer"].reset_index(drop=True)
+    subprocess.run([sys.executable, "-m", "discourse.cli", "segment", "--manifest", str(DEMO / "manifest.csv"),
+                    "-o", str(work / "excerpts.parquet")], check=True, stdout=subprocess.DEVNULL)
+    excerpts = pd.read_parquet(work / "excerpts.parquet")
+    excerpts = excerpts[excerpts["role"] != "interviewer"].reset_index(drop=True)
     gold = pd.read_csv(DEMO / "gold.csv", dtype={"doc_id": str, "codes": str}, keep_default_na=False)
-    return pred, gold_codes(pred, gold, [c[2:] for c in pred.columns if c.startswith("p_")])
+    return excerpts, gold_codes(excerpts, gold, codes)
 
 
 def whole_turns(pred: pd.DataFrame, codes: list[list[str]]) -> tuple[list[str], list[list[str]]]:
@@ -221,11 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     codes = model.codes
     test = read_coded(ROOT / "corpora" / "test" / "test.csv", codes)
     with tempfile.TemporaryDirectory() as work:
-        demo, demo_codes = demo_excerpts(args.model, Path(work))
+        demo, demo_codes = demo_excerpts(codes, Path(work))
     sets = {"test split": (test["text"].tolist(), to_matrix(test["codes"], codes)),
             "demo study": (demo["text"].tolist(), to_matrix(demo_codes, codes))}
 
-    rows, kappas = [], []
+    rows, kappas, written = [], [], {}
     for set_name, (clean, Y) in sets.items():
         P0 = C0 = None
         for name, rewrite in REWRITES:
@@ -240,17 +240,17 @@ def main(argv: list[str] | None = None) -> int:
                 with context:
                     row, kappa, P, C = score(model, read, Y, P0, C0)
                 if P0 is None:
-                    P0, C0 = P, C
+                    P0, C0, written[set_name] = P, C, (row, kappa)
                 words = np.mean([len(t.split()) / len(c.split()) for t, c in zip(texts, clean)])
                 rows.append({"excerpts": f"{set_name} ({len(clean)})", "version": label, "words vs written": words, **row})
                 kappas.append({"excerpts": set_name, "version": label, **kappa})
                 print(f"{set_name}, {label}: macro-F1 {row['macro-F1']:.3f}", file=sys.stderr)
 
     turn_texts, turn_codes = whole_turns(demo, demo_codes)
-    units = {"the pipeline's excerpts": sets["demo study"], "whole turns of more than one excerpt": (turn_texts, to_matrix(turn_codes, codes))}
+    units = {"the pipeline's excerpts": (sets["demo study"][0], written["demo study"]),
+             "whole turns of more than one excerpt": (turn_texts, score(model, turn_texts, to_matrix(turn_codes, codes), None, None)[:2])}
     length_rows = []
-    for unit, (texts, Y) in units.items():
-        row, kappa, _, _ = score(model, texts, Y, None, None)
+    for unit, (texts, (row, kappa)) in units.items():
         n = [len(t.split()) for t in texts]
         length_rows.append({"demo study, coded as": unit, "n": len(texts), "median words": int(np.median(n)),
                             "max words": int(max(n)), "macro-F1": row["macro-F1"], "95% CI": row["95% CI"], **kappa})
