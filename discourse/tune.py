@@ -148,6 +148,18 @@ def _lora_class():
     return LoRALinear
 
 
+class _Reached(Exception):
+    """Raised by a forward hook to end a forward pass early, carrying the hooked module's output."""
+
+    def __init__(self, output):
+        super().__init__()
+        self.output = output
+
+
+def _stop_with_output(module, inputs, output):
+    raise _Reached(output[0] if isinstance(output, tuple) else output)
+
+
 class Tuner:
     """Tunes the top ``config.layers`` layers of one sentence-transformers model (BERT- or MPNet-style)."""
 
@@ -171,14 +183,25 @@ class Tuner:
 
         out: list = [None] * len(texts)
         order = np.argsort([len(t) for t in texts], kind="stable")
-        with torch.no_grad():
-            for s in range(0, len(texts), batch_size):
-                idx = order[s:s + batch_size]
-                enc = self.st.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                        max_length=self.max_length, return_tensors="pt")
-                hs = self.auto(**enc, output_hidden_states=True).hidden_states[self.first]
-                for r, i in enumerate(idx):
-                    out[i] = hs[r, : int(enc["attention_mask"][r].sum())].clone()
+        # the layers above the frozen ones need not run: stop the forward pass where their input is made
+        last = self.auto.encoder.layer[self.first - 1] if self.first else self.auto.embeddings
+        handle = last.register_forward_hook(_stop_with_output)
+        try:
+            with torch.no_grad():
+                for s in range(0, len(texts), batch_size):
+                    idx = order[s:s + batch_size]
+                    enc = self.st.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                            max_length=self.max_length, return_tensors="pt")
+                    try:
+                        self.auto(**enc)
+                    except _Reached as reached:
+                        hs = reached.output
+                    else:
+                        raise DiscourseError("the encoder's forward pass never reached the layers to tune")
+                    for r, i in enumerate(idx):
+                        out[i] = hs[r, : int(enc["attention_mask"][r].sum())].clone()
+        finally:
+            handle.remove()
         return out
 
     # --- tuned part -------------------------------------------------------------
@@ -327,15 +350,21 @@ class TunedStates:
 
     def __init__(self, tuner: Tuner, texts: Sequence[str], sentence_max: bool):
         self.tuner = tuner
-        sentences, self.index = sentence_index(texts) if sentence_max else ([], None)
-        states = tuner.hidden_states(list(texts) + sentences)
-        self.H, self.sentence_H = states[: len(texts)], states[len(texts):]
+        sentences, index = sentence_index(texts) if sentence_max else ([], None)
+        distinct = list(dict.fromkeys([*texts, *sentences]))  # a one-sentence excerpt is its own sentence: run once
+        at = {t: k for k, t in enumerate(distinct)}
+        self.states = tuner.hidden_states(distinct)
+        self.text_at = [at[t] for t in texts]
+        self.sentences_at = None if index is None else [[at[sentences[s]] for s in ix] for ix in index]
+        self.H = [self.states[k] for k in self.text_at]
 
     def features(self, adapter: Adapter | None, rows: Sequence[int]) -> np.ndarray:
-        X = self.tuner.embed(adapter, [self.H[i] for i in rows])
-        if self.index is None:
+        own = [self.text_at[i] for i in rows]
+        pieces = [] if self.sentences_at is None else [self.sentences_at[i] for i in rows]
+        need = sorted({*own, *(k for ix in pieces for k in ix)})  # each distinct text through the top layers once
+        at = {k: j for j, k in enumerate(need)}
+        E = self.tuner.embed(adapter, [self.states[k] for k in need])
+        X = E[[at[k] for k in own]]
+        if self.sentences_at is None:
             return X
-        need = sorted({s for i in rows for s in self.index[i]})
-        at = {s: k for k, s in enumerate(need)}
-        S = self.tuner.embed(adapter, [self.sentence_H[s] for s in need])
-        return np.hstack([X, max_pool(S, [[at[s] for s in self.index[i]] for i in rows])])
+        return np.hstack([X, max_pool(E, [[at[k] for k in ix] for ix in pieces])])
