@@ -177,3 +177,14 @@ def test_low_rank_adapter_mode(tiny, encoder, book):
     tuner = Tuner(encoder.model, TuneConfig(layers=1, rank=8))
     assert np.allclose(tuner.embed(ad, tuner.hidden_states(texts)), model.encoder.encode(texts), atol=2e-4)
     assert np.abs(model.encoder.encode(texts) - encoder.encode(texts)).max() > 1e-3
+
+
+def test_frozen_pass_runs_each_distinct_text_once_and_leaves_the_encoder_whole(encoder):
+    texts = ["We sat on the board. It meant power, for once.", "Budgets put people in charge of their care.",
+             "Budgets put people in charge of their care."]
+    tuner = Tuner(encoder.model, TuneConfig(layers=2))
+    states = TunedStates(tuner, texts, sentence_max=True)
+    assert len(states.states) == 4  # two distinct excerpts and the first one's two sentences
+    assert states.H[1] is states.H[2] and states.sentences_at[1] == [states.text_at[1]]
+    assert all(not layer._forward_hooks for layer in tuner.auto.encoder.layer)  # the early stop is undone
+    assert np.allclose(tuner.embed(None, states.H), encoder.encode(texts), atol=2e-4)
