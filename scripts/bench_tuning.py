@@ -34,12 +34,10 @@ from discourse.sentences import sentence_index  # noqa: E402
 from discourse.tune import TunedStates, Tuner  # noqa: E402
 
 
-def previous_states(tuner: Tuner, texts: list[str], batch_size: int = 16) -> list:
-    """The earlier frozen pass: every excerpt and every sentence, each through all layers."""
+def previous_states(tuner: Tuner, everything: list[str], batch_size: int = 16) -> list:
+    """The earlier frozen pass: every excerpt and every sentence (``everything``), each through all layers."""
     import torch
 
-    sentences, _ = sentence_index(texts)
-    everything = texts + sentences
     out: list = [None] * len(everything)
     order = np.argsort([len(t) for t in everything], kind="stable")
     with torch.no_grad():
@@ -67,18 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     texts = read_coded(ROOT / "corpora" / "training" / "train.csv")["text"].tolist()[: args.n or None]
     encoder = Encoder("all-mpnet-base-v2", use_cache=False)
     tuner = Tuner(encoder.model, config.tuning())
-    sentences, _ = sentence_index(texts)
+    sentences, index = sentence_index(texts)
     times: dict[str, list[float]] = {"previous": [], "now": []}
     for _ in range(args.rounds):
         t = time.perf_counter()
-        old = previous_states(tuner, texts)
+        old = previous_states(tuner, texts + sentences)
         times["previous"].append(time.perf_counter() - t)
         t = time.perf_counter()
         new = TunedStates(tuner, texts, sentence_max=True)
         times["now"].append(time.perf_counter() - t)
     same_excerpts = max(float((a - b).abs().max()) for a, b in zip(old[: len(texts)], new.H))
     same_sentences = max(float((old[len(texts) + s] - new.states[k]).abs().max())
-                         for ix, jx in zip(sentence_index(texts)[1], new.sentences_at) for s, k in zip(ix, jx))
+                         for ix, jx in zip(index, new.sentences_at) for s, k in zip(ix, jx))
     prev, now = float(np.median(times["previous"])), float(np.median(times["now"]))
     result = {
         "excerpts": len(texts), "sentences": len(sentences), "distinct_texts": len(new.states),
