@@ -162,6 +162,12 @@ def test_train_command_tunes_as_asked(run_cli, tiny, tmp_path):
     assert not (tmp_path / "f" / ADAPTER_FILE).exists()
     frozen = json.loads((tmp_path / "f" / "manifest.json").read_text())
     assert frozen["encoder"]["id"] == manifest["encoder"]["adapter"]["base_id"] and frozen["config"]["sentence_max"] is False
+    code, out, err = run_cli("train", coded, "--encoder", "all-MiniLM-L6-v2", "--tune-layers", "1", "--seed", "7",
+                             "-o", tmp_path / "s")
+    assert code == 0, err
+    seeded = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["config"]["seed"] == 0 and seeded["config"]["seed"] == 7
+    assert seeded["files"][ADAPTER_FILE] != manifest["files"][ADAPTER_FILE]  # another seed tunes other weights
 
 
 def test_low_rank_adapter_mode(tiny, encoder, book):
