@@ -146,7 +146,7 @@ def _load_model(model_dir, backend: str = DEFAULT_BACKEND):
 @click.option("--encoder", default="all-mpnet-base-v2", show_default=True, help="Packaged encoder name (all-mpnet-base-v2, all-MiniLM-L6-v2) or a local sentence-transformers folder.")
 @click.option("--include-reviewed", "reviewed", type=click.Path(dir_okay=False), default=None, help="Reviewed-codes store from `discourse audit apply` to add to the training data.")
 @click.option("--group-by", default=None, help="Column to group cross-validation by (default: batch, source or doc_id).")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the folds and the encoder tuning (default 0). Another seed retrains as reproducibly; comparing two shows how much of a difference is chance.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the encoder tuning and, when cross-validation is not grouped, of the folds (default 0). Another seed retrains as reproducibly; comparing two shows how much of a difference is chance.")
 @backend_option
 def train_cmd(coded, codebook, output, features, C, tfidf_weight, tune_layers, sentence_max, encoder, reviewed, group_by, seed, backend):
     """Train a model on hand-coded excerpts (CSV/Parquet with text and codes)."""
