@@ -187,20 +187,23 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, tune_layers, s
 @cli.command("evaluate")
 @model_option
 @click.option("--test", "test_path", default=str(DEFAULT_TEST), show_default="corpora/test/test.csv", type=click.Path(dir_okay=False), help="Hand-coded test excerpts, never used in training.")
-@click.option("-o", "--output", default="evaluation", show_default=True, type=click.Path(file_okay=False), help="Folder for evaluation.md, evaluation.csv, reliability.png.")
+@click.option("--second-coder", "second_path", default=None, type=click.Path(dir_okay=False),
+              help="The same test excerpts coded blind by a second coder (columns id, codes): sets the model beside the human ceiling.")
+@click.option("-o", "--output", default="evaluation", show_default=True, type=click.Path(file_okay=False), help="Folder for evaluation.md, evaluation.csv, reliability.png (and ceiling.csv).")
 @backend_option
-def evaluate_cmd(model_dir, test_path, output, backend):
+def evaluate_cmd(model_dir, test_path, second_path, output, backend):
     """Measure a model against hand-coded test excerpts: P/R/F1, kappa, alpha, calibration."""
-    from .coded import read_coded
+    from .coded import read_coded, read_second_coding
     import json
 
-    from .evaluate import (agreement_table, bootstrap_intervals, expected_calibration_error, plot_reliability,
-                           reliability_curve, to_matrix)
-    from .reporting import evaluation_markdown
+    from .evaluate import (agreement_table, bootstrap_intervals, ceiling_table, expected_calibration_error,
+                           plot_reliability, reliability_curve, to_matrix)
+    from .reporting import ceiling_markdown, evaluation_markdown
     from .tables import write_table, write_text
 
     model = _load_model(model_dir, backend)
     df = read_coded(test_path, model.codes)
+    second = read_second_coding(second_path, df, model.codes, test_path) if second_path else None
     P = model.predict_proba(df["text"].tolist())
     Y = to_matrix(df["codes"].tolist(), model.codes)
     table = agreement_table(Y, P >= model.thresholds_, model.codes)
@@ -215,8 +218,19 @@ def evaluate_cmd(model_dir, test_path, output, backend):
                "micro_f1": round(float(table.set_index("code").loc["micro"].f1), 4),
                "mean_kappa": round(float(macro.kappa), 4), "min_kappa": round(float(table.kappa[:len(model.codes)].min()), 4),
                "ece": round(float(ece), 4), "encoder_backend": backend}
-    write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
     md = evaluation_markdown(table, ece, len(df), Path(model_dir).name, Path(test_path).name)
+    if second is not None:
+        rows = df.index.get_indexer(second.index)
+        ceiling = ceiling_table(Y[rows], to_matrix(second["second_codes"].tolist(), model.codes),
+                                P[rows] >= model.thresholds_, model.codes)
+        write_table(ceiling.round(4), out / "ceiling.csv")
+        per_code = ceiling[ceiling.code != "mean"]
+        summary["second_coder"] = {"file": Path(second_path).name, "n": len(second),
+                                   "mean_human_kappa": round(float(ceiling.human_kappa.iloc[-1]), 4),
+                                   "codes_meeting_ceiling": int(per_code.met.sum()),
+                                   "codes_below_ceiling": per_code.code[~per_code.met].tolist()}
+        md += ceiling_markdown(ceiling, Path(second_path).name, len(df))
+    write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
     write_text(md, out / "evaluation.md")
     click.echo(md)
 

@@ -7,6 +7,7 @@ Other columns (id, role, batch, coder, source, doc_id...) pass through.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 
@@ -55,3 +56,39 @@ def cv_groups(df: pd.DataFrame) -> tuple[str | None, list | None]:
         if col in df.columns and df[col].nunique() >= 2:
             return col, df[col].astype(str).tolist()
     return None, None
+
+
+def read_second_coding(path: str | os.PathLike, first: pd.DataFrame, codes: list[str],
+                       first_path: str | os.PathLike = "the test table") -> pd.DataFrame:
+    """A second coder's codes for excerpts of ``first``, matched by ``id``.
+
+    Returns ``first``'s rows that the second coder coded (in ``first``'s order)
+    with a ``second_codes`` list column. Every id must occur once in each table.
+    """
+    if "id" not in first.columns:
+        raise DiscourseError("has no id column, so a second coding cannot be matched to it", first_path)
+    second = read_table(path, required=("id", "codes"))
+    if second.empty:
+        raise DiscourseError("has no rows: a second coding needs at least one coded excerpt", path)
+    ids = second["id"].astype(str).str.strip()
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise DiscourseError(f"id {dup.iloc[0]} occurs more than once", path)
+    first_ids = first["id"].astype(str).str.strip()
+    if first_ids.duplicated().any():
+        raise DiscourseError(f"id {first_ids[first_ids.duplicated()].iloc[0]} occurs more than once", first_path)
+    unknown = sorted(set(ids) - set(first_ids))
+    if unknown:
+        raise DiscourseError(f"{len(unknown)} id(s) are not in {Path(first_path).name} (first: {unknown[0]})", path)
+    known = set(codes)
+    coded = {}
+    for i, (key, value) in enumerate(zip(ids, second["codes"])):
+        cs = split_codes(value)
+        bad = [c for c in cs if c not in known]
+        if bad:
+            raise DiscourseError(f"row {i + 2}: code(s) {', '.join(bad)} are not in the codebook (known: {', '.join(codes)})", path)
+        coded[key] = cs
+    keep = first_ids.isin(coded)
+    out = first[keep.to_numpy()].copy()
+    out["second_codes"] = [coded[k] for k in first_ids[keep]]
+    return out

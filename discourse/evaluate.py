@@ -162,3 +162,39 @@ def plot_reliability(y: np.ndarray, p: np.ndarray, path, title: str = "Reliabili
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
+
+
+CEILING_MARGIN = 0.05
+
+
+def ceiling_table(Y_first: np.ndarray, Y_second: np.ndarray, Y_model: np.ndarray, codes: Sequence[str],
+                  margin: float = CEILING_MARGIN, n_boot: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
+                  seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    """The model's agreement with a first coder beside a second coder's, on the same excerpts.
+
+    Per code: the two coders' kappa (the human ceiling), the model's kappa with
+    the first coder, the gap (model minus human) with a paired percentile
+    bootstrap interval (both kappas on the same resamples), the target
+    (human kappa less ``margin``) and whether the model meets it. A ``mean`` row
+    averages the codes.
+    """
+    F, S, M = (np.asarray(Y, bool) for Y in (Y_first, Y_second, Y_model))
+    n = len(F)
+    human = np.array([cohen_kappa(F[:, j], S[:, j]) for j in range(len(codes))])
+    model = np.array([cohen_kappa(F[:, j], M[:, j]) for j in range(len(codes))])
+    W = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    nn = np.full((n_boot, len(codes)), float(n))
+    kh, _ = _kappa_f1(W @ (F & S), W @ (~F & S), W @ (F & ~S), nn)
+    km, _ = _kappa_f1(W @ (F & M), W @ (~F & M), W @ (F & ~M), nn)
+    gap = np.column_stack([km - kh, (km - kh).mean(axis=1)])
+    hum = np.column_stack([kh, kh.mean(axis=1)])
+    q = [(1 - level) / 2, (1 + level) / 2]
+    (g_lo, g_hi), (h_lo, h_hi) = np.quantile(gap, q, axis=0), np.quantile(hum, q, axis=0)
+    human_all, model_all = np.append(human, human.mean()), np.append(model, model.mean())
+    target = human_all - margin
+    return pd.DataFrame({"code": [*codes, "mean"], "excerpts": n,
+                         "first_coded": [*F.sum(axis=0).tolist(), int(F.sum())],
+                         "second_coded": [*S.sum(axis=0).tolist(), int(S.sum())],
+                         "human_kappa": human_all, "human_kappa_low": h_lo, "human_kappa_high": h_hi,
+                         "model_kappa": model_all, "gap": model_all - human_all, "gap_low": g_lo, "gap_high": g_hi,
+                         "target": target, "met": model_all >= target - 1e-12})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .evaluate import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from .evaluate import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CEILING_MARGIN
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -43,4 +43,32 @@ def evaluation_markdown(table: pd.DataFrame, ece: float, n: int, model_name: str
         f"expected calibration error **{ece:.3f}** (10 equal-width bins, all code probabilities pooled).\n\n"
         + markdown_table(shown)
         + "\n" + note + "The reliability diagram is in `reliability.png`.\n"
+    )
+
+
+def ceiling_markdown(table: pd.DataFrame, second_name: str, n_test: int, margin: float = CEILING_MARGIN) -> str:
+    """The section of the evaluation report that sets the model beside a second human coder."""
+    n = int(table.excerpts.iloc[0])
+    codes = table[table.code != "mean"]
+    met = int(codes.met.sum())
+
+    def interval(lo, hi):
+        return [f"{a:.3f} to {b:.3f}" for a, b in zip(table[lo], table[hi])]
+
+    shown = pd.DataFrame({
+        "code": table.code, "first coder": table.first_coded, "second coder": table.second_coded,
+        "human kappa": table.human_kappa, "human 95% CI": interval("human_kappa_low", "human_kappa_high"),
+        "model kappa": table.model_kappa, "model - human": table.gap,
+        "model - human 95% CI": interval("gap_low", "gap_high"),
+        f"target (human - {margin:g})": table.target, "met": ["yes" if m else "no" for m in table.met],
+    })
+    return (
+        "\n## Against a second coder\n\n"
+        f"A second coder coded {n} of the {n_test} excerpts (`{second_name}`) without seeing the first coder's codes. "
+        "Human kappa is the two coders' agreement: the ceiling a model can be held to. Model kappa is the model's "
+        "agreement with the first coder on the same excerpts. The interval of the difference is a paired bootstrap "
+        f"(both kappas on the same {BOOTSTRAP_RESAMPLES:,} resamples of excerpts, seed {BOOTSTRAP_SEED}). "
+        f"A code meets the ceiling when the model's kappa is at least the human kappa less {margin:g}: "
+        f"**{met} of {len(codes)}** codes do.\n\n"
+        + markdown_table(shown)
     )

@@ -196,6 +196,17 @@ def test_test_data_with_another_codebook_is_refused(run_cli, tmp_path):
     one_line_error(code, err, "t.csv", "educational", "not in the codebook")
 
 
+@pytest.mark.slow
+def test_second_coding_of_other_excerpts_is_refused(run_cli, tmp_path):
+    t = tmp_path / "t.csv"
+    t.write_text("id,text,codes\nx1,hello,\n", encoding="utf-8")
+    s = tmp_path / "s.csv"
+    s.write_text("id,codes\nx2,consumer\n", encoding="utf-8")
+    code, _, err = run_cli("evaluate", "--test", t, "--second-coder", s, "-o", tmp_path / "ev")
+    one_line_error(code, err, "s.csv", "x2", "not in t.csv")
+    assert not (tmp_path / "ev").exists()
+
+
 def test_tampered_or_unsafe_model_files_are_refused(run_cli, tmp_path):
     import hashlib
 

@@ -1,5 +1,6 @@
 """The command line end to end: real spaCy pipeline, real encoder, the shipped default model."""
 
+import json
 import re
 from pathlib import Path
 
@@ -70,6 +71,22 @@ def test_evaluate_reports_agreement_with_bootstrap_intervals(run_cli, tmp_path):
     md = (ev / "evaluation.md").read_text()
     assert "40 hand-coded excerpts" in md and "| kappa 95% CI |" in md and "bootstrap" in md
     assert re.search(r"\| macro \|.*\| \d\.\d{3}-\d\.\d{3} \|", md)
+    assert not (ev / "ceiling.csv").exists() and "second coder" not in md
+
+    second = tmp_path / "second.csv"  # the blind second coding of 30 of those 40 excerpts
+    ids = pd.read_csv(test, keep_default_na=False).id.head(30)
+    sc = pd.read_csv(ROOT / "corpora" / "src" / "double_coding" / "test_second_coder.csv", keep_default_na=False)
+    sc[sc.id.isin(ids)].to_csv(second, index=False)
+    code, stdout, err = run_cli("evaluate", "--test", test, "--second-coder", second, "-o", ev)
+    assert code == 0, err
+    ceiling = pd.read_csv(ev / "ceiling.csv").set_index("code")
+    assert (ceiling.excerpts == 30).all() and len(ceiling) == 7
+    assert ((ceiling.gap - (ceiling.model_kappa - ceiling.human_kappa)).abs() < 1e-3).all()
+    assert (ceiling.met == (ceiling.model_kappa >= ceiling.target - 1e-9)).all()
+    md = (ev / "evaluation.md").read_text()
+    assert "## Against a second coder" in md and "coded 30 of the 40 excerpts" in md
+    summary = json.loads((ev / "summary.json").read_text())["second_coder"]
+    assert summary["n"] == 30 and summary["codes_meeting_ceiling"] + len(summary["codes_below_ceiling"]) == 6
 
 
 @pytest.mark.slow

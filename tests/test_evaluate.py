@@ -1,7 +1,7 @@
 import numpy as np
 from sklearn.metrics import cohen_kappa_score, f1_score
 
-from discourse.evaluate import (agreement_table, cohen_kappa, expected_calibration_error, krippendorff_alpha,
+from discourse.evaluate import (agreement_table, ceiling_table, cohen_kappa, expected_calibration_error, krippendorff_alpha,
                                 reliability_curve, to_matrix)
 
 
@@ -68,3 +68,26 @@ def test_counts_kappa_matches_cohen_kappa():
         t, p = rng.random(50) < rng.random(), rng.random(50) < rng.random()
         k, f = _kappa_f1(np.sum(t & p), np.sum(~t & p), np.sum(t & ~p), 50)
         assert np.isclose(k, cohen_kappa(t, p)) and np.isclose(f, f1_score(t, p, zero_division=0))
+
+
+def test_ceiling_table_sets_the_model_beside_the_second_coder():
+    rng = np.random.default_rng(3)
+    first = (rng.random((400, 2)) < 0.3).astype(int)
+    second = np.where(rng.random((400, 2)) < 0.97, first, 1 - first)  # close to the first coder
+    model = np.where(rng.random((400, 2)) < 0.85, first, 1 - first)  # further away
+    t = ceiling_table(first, second, model, ["x", "y"]).set_index("code")
+    for j, c in enumerate(["x", "y"]):
+        assert abs(t.loc[c, "human_kappa"] - cohen_kappa(first[:, j], second[:, j])) < 1e-12
+        assert abs(t.loc[c, "model_kappa"] - cohen_kappa(first[:, j], model[:, j])) < 1e-12
+        assert t.loc[c, "gap_low"] <= t.loc[c, "gap"] <= t.loc[c, "gap_high"] < 0  # clearly below the humans
+        assert t.loc[c, "human_kappa_low"] <= t.loc[c, "human_kappa"] <= t.loc[c, "human_kappa_high"]
+        assert not t.loc[c, "met"] and abs(t.loc[c, "target"] - (t.loc[c, "human_kappa"] - 0.05)) < 1e-12
+        assert t.loc[c, "first_coded"] == first[:, j].sum() and t.loc[c, "second_coded"] == second[:, j].sum()
+    assert abs(t.loc["mean", "human_kappa"] - t.loc[["x", "y"], "human_kappa"].mean()) < 1e-12
+    assert (t.excerpts == 400).all()
+
+    same = ceiling_table(first, second, second, ["x", "y"]).set_index("code")  # a model that codes as the second coder
+    assert same.met.all() and (same.gap == 0).all() and (same.gap_low == 0).all() and (same.gap_high == 0).all()
+    assert same.loc["x", "model_kappa"] == same.loc["x", "human_kappa"]
+    loose = ceiling_table(first, second, model, ["x", "y"], margin=1.0)
+    assert loose.met.all()
