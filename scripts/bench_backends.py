@@ -48,6 +48,7 @@ from discourse.embed import Encoder  # noqa: E402
 from discourse.evaluate import agreement_table, expected_calibration_error, to_matrix  # noqa: E402
 from discourse.model import DiscourseClassifier, config_from_manifest, read_model_manifest  # noqa: E402
 from discourse import onnx_backend  # noqa: E402
+from discourse.sentences import with_sentence_max  # noqa: E402
 
 
 def scores(model: DiscourseClassifier, texts: list[str], Y: np.ndarray, emb: np.ndarray, ref: np.ndarray | None = None) -> dict:
@@ -85,15 +86,16 @@ def timed(fn, texts: list[str]) -> tuple[float, np.ndarray]:
     return len(texts) / (time.perf_counter() - t0), out
 
 
-def variant_runner(kind: str, st_folder: Path, work: Path, threads: int | None = None) -> onnx_backend.OnnxEncoder:
-    """A diagnostic runner: the float export ("float") or int8 with feed-forward outputs kept float ("ffn-out-float")."""
+def variant_runner(kind: str, st_folder: Path, work: Path, adapter=None, threads: int | None = None) -> onnx_backend.OnnxEncoder:
+    """A diagnostic runner: the float export ("float") or int8 with feed-forward outputs kept float ("ffn-out-float"),
+    of the encoder with its tuned ``adapter`` merged, if any."""
     import onnx
 
     folder = work / kind
     folder.mkdir(parents=True, exist_ok=True)
     float_path = work / "float.onnx"
     if not float_path.exists():
-        onnx_backend.export_float(st_folder, float_path)
+        onnx_backend.export_float(st_folder, float_path, adapter)
     if kind == "float":
         os.replace(float_path, folder / onnx_backend.MODEL_FILE)
     else:
@@ -103,6 +105,11 @@ def variant_runner(kind: str, st_folder: Path, work: Path, threads: int | None =
     info = {"sha256": {onnx_backend.MODEL_FILE: onnx_backend.sha256_file(folder / onnx_backend.MODEL_FILE)}}
     (folder / onnx_backend.INFO_FILE).write_text(json.dumps(info))
     return onnx_backend.OnnxEncoder(folder, st_folder, threads)
+
+
+def model_features(model: DiscourseClassifier, texts: list[str], encode) -> np.ndarray:
+    """The model's embedding features of ``texts`` with ``encode`` as its encoder (with the sentence maximum, if it uses it)."""
+    return with_sentence_max(texts, encode) if model.config.sentence_max else encode(texts)
 
 
 def load_average() -> list[float] | None:
@@ -190,20 +197,21 @@ def main() -> int:
 
         if not args.no_diagnostics:
             diag: dict = {}
-            rate, v = timed(lambda t: onnx_enc.onnx.encode(t, batch_size=16), texts)
+            batched = lambda t: onnx_enc.onnx.encode(t, batch_size=16)  # noqa: E731
+            rate, v = timed(batched, texts)
             diag["onnx-int8, padded batches of 16"] = {
                 "excerpts_per_s": round(rate, 2), "cosine_vs_torch": cosine(vecs["torch"], v[: len(test_texts)]),
                 "cosine_vs_one_text_per_run": cosine(vecs["onnx-int8"], v[: len(test_texts)]),
-                "a": public(scores(shipped, test_texts, Y, v[: len(test_texts)], P_torch))}
+                "a": public(scores(shipped, test_texts, Y, model_features(shipped, test_texts, batched), P_torch))}
             for kind in ("ffn-out-float", "float"):
-                runner = variant_runner(kind, onnx_enc.path, Path(tmp) / "variants")
+                runner = variant_runner(kind, onnx_enc.path, Path(tmp) / "variants", adapter)
                 runner.encode(texts[:16])
                 rate, v = timed(runner.encode, texts)
                 diag[f"onnx {kind}"] = {
                     "excerpts_per_s": round(rate, 2), "speedup_vs_torch": round(rate / results["excerpts_per_s"]["torch"], 2),
                     "model_mb": round((Path(tmp) / "variants" / kind / onnx_backend.MODEL_FILE).stat().st_size / 1e6, 1),
                     "cosine_vs_torch": cosine(vecs["torch"], v[: len(test_texts)]),
-                    "a": public(scores(shipped, test_texts, Y, v[: len(test_texts)], P_torch))}
+                    "a": public(scores(shipped, test_texts, Y, model_features(shipped, test_texts, runner.encode), P_torch))}
                 print(f"{kind}: {rate:.1f} excerpts/s", file=sys.stderr, flush=True)
             results["diagnostics"] = diag
     results["load_average_end"] = load_average()
