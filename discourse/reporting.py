@@ -64,9 +64,9 @@ def ceiling_markdown(table: pd.DataFrame, second_name: str, n_test: int, margin:
     })
     return (
         "\n## Against a second coder\n\n"
-        f"A second coder coded {n} of the {n_test} excerpts (`{second_name}`) without seeing the first coder's codes. "
-        "Human kappa is the two coders' agreement: the ceiling a model can be held to. Model kappa is the model's "
-        "agreement with the first coder on the same excerpts. The interval of the difference is a paired bootstrap "
+        f"A second coder coded {n} of the {n_test} excerpts (`{second_name}`). "
+        "Human kappa is the two coders' agreement: if the second coder did not see the first coder's codes, it is "
+        "the ceiling a model can be held to. Model kappa is the model's agreement with the first coder on the same excerpts. The interval of the difference is a paired bootstrap "
         f"(both kappas on the same {BOOTSTRAP_RESAMPLES:,} resamples of excerpts, seed {BOOTSTRAP_SEED}). "
         f"A code meets the ceiling when the model's kappa is at least the human kappa less {margin:g}: "
         f"**{met} of {len(codes)}** codes do.\n\n"
