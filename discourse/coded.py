@@ -70,13 +70,8 @@ def read_second_coding(path: str | os.PathLike, first: pd.DataFrame, codes: list
     second = read_table(path, required=("id", "codes"))
     if second.empty:
         raise DiscourseError("has no rows: a second coding needs at least one coded excerpt", path)
-    ids = second["id"].astype(str).str.strip()
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise DiscourseError(f"id {dup.iloc[0]} occurs more than once", path)
-    first_ids = first["id"].astype(str).str.strip()
-    if first_ids.duplicated().any():
-        raise DiscourseError(f"id {first_ids[first_ids.duplicated()].iloc[0]} occurs more than once", first_path)
+    ids = _unique_ids(second, path)
+    first_ids = _unique_ids(first, first_path)
     unknown = sorted(set(ids) - set(first_ids))
     if unknown:
         raise DiscourseError(f"{len(unknown)} id(s) are not in {Path(first_path).name} (first: {unknown[0]})", path)
@@ -92,3 +87,12 @@ def read_second_coding(path: str | os.PathLike, first: pd.DataFrame, codes: list
     out = first[keep.to_numpy()].copy()
     out["second_codes"] = [coded[k] for k in first_ids[keep]]
     return out
+
+
+def _unique_ids(df: pd.DataFrame, path) -> pd.Series:
+    """A table's ``id`` column as stripped strings; an id that occurs twice is an error naming the file."""
+    ids = df["id"].astype(str).str.strip()
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise DiscourseError(f"id {dup.iloc[0]} occurs more than once", path)
+    return ids

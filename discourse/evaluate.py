@@ -91,6 +91,11 @@ def _kappa_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, n: np.ndarray) -> 
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 0
 
 
+def _resample_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """How often each of ``n`` excerpts is drawn in each of ``n_boot`` seeded resamples (rows sum to ``n``)."""
+    return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+
+
 def bootstrap_intervals(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[str],
                         n_boot: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
                         seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
@@ -102,7 +107,7 @@ def bootstrap_intervals(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[
     """
     T, P = np.asarray(Y_true, bool), np.asarray(Y_pred, bool)
     n = len(T)
-    W = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    W = _resample_weights(n, n_boot, seed)
     tp, fp, fn = W @ (T & P), W @ (~T & P), W @ (T & ~P)
     kappa, f1 = _kappa_f1(tp, fp, fn, np.full_like(tp, n))
     kappa = np.column_stack([kappa, kappa.mean(axis=1)])
@@ -182,7 +187,7 @@ def ceiling_table(Y_first: np.ndarray, Y_second: np.ndarray, Y_model: np.ndarray
     n = len(F)
     human = np.array([cohen_kappa(F[:, j], S[:, j]) for j in range(len(codes))])
     model = np.array([cohen_kappa(F[:, j], M[:, j]) for j in range(len(codes))])
-    W = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    W = _resample_weights(n, n_boot, seed)
     nn = np.full((n_boot, len(codes)), float(n))
     kh, _ = _kappa_f1(W @ (F & S), W @ (~F & S), W @ (F & ~S), nn)
     km, _ = _kappa_f1(W @ (F & M), W @ (~F & M), W @ (F & ~M), nn)
