@@ -347,7 +347,8 @@ def write_outputs(runs: dict[str, list[dict]], out_md: Path, command: str) -> di
                "about twice the bare encoder's work; the pipeline's own overhead is the gap between the last ratio "
                "and 1. A model trained with `discourse train --no-sentence-max` asks the encoder for the excerpts "
                "only, and runs at close to the bare encoder's speed (the earlier model without sentence vectors, "
-               "measured by this script: 0.957 to 1.002 with torch, 0.825 to 0.895 with onnx-int8)"
+               "measured by this script on an earlier machine, onnx-int8 with its first recipe: 0.957 to 1.002 "
+               "with torch, 0.825 to 0.895 with onnx-int8)"
                if all(r.get("sentence_max") for r in rs) else "") + ".",
             f"- Warm re-run: {min(r['warm_speedup'] for r in rs)}x to {max(r['warm_speedup'] for r in rs)}x faster "
             f"than cold (target ≥ 20x); with only the embeddings cached (segmenting again, new folder): "
