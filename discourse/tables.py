@@ -129,15 +129,26 @@ def read_yaml(path: str | os.PathLike, what: str = "file"):
         raise DiscourseError("not UTF-8 text", path) from None
 
 
+def csv_separator(path: str | os.PathLike) -> str:
+    """``,`` unless the header line has no comma but a semicolon or a tab, as some spreadsheets save CSV."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        header = fh.readline()
+    if "," not in header:
+        for sep in (";", "\t"):
+            if sep in header:
+                return sep
+    return ","
+
+
 def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read a CSV, Parquet or XLSX table; check that ``required`` columns exist."""
+    """Read a CSV (comma, semicolon or tab separated), Parquet or XLSX table; check that ``required`` columns exist."""
     path = Path(path)
     if not path.is_file():
         raise DiscourseError("file not found", path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            df = pd.read_csv(path, sep=csv_separator(path), dtype=str, keep_default_na=False, encoding="utf-8-sig")
         elif suffix == ".parquet":
             df = pd.read_parquet(path)
         elif suffix == ".xlsx":

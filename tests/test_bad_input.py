@@ -170,6 +170,17 @@ def test_csv_without_text_column_and_empty_rows(run_cli, tmp_path):
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.parametrize("sep", [";", "\t", ","])
+def test_csv_separated_by_semicolons_or_tabs_is_read(tmp_path, sep):
+    from discourse.tables import read_table
+
+    t = tmp_path / "t.csv"  # the text holds the other separators, so only the header can tell
+    t.write_text(f"id{sep}text\n1{sep}\"We listen, we act; and\tthen we report.\"\n", encoding="utf-8-sig")
+    df = read_table(t, required=("text",))
+    assert df.columns.tolist() == ["id", "text"]
+    assert df.text.tolist() == ["We listen, we act; and\tthen we report."]
+
+
 def copy_model(tmp_path) -> Path:
     m = tmp_path / "model"
     shutil.copytree(ROOT / "models" / "default", m)
