@@ -29,9 +29,11 @@ from discourse.codebook import load_codebook  # noqa: E402
 from discourse.coded import read_coded  # noqa: E402
 from discourse.embed import Encoder  # noqa: E402
 from discourse.evaluate import agreement_table, bootstrap_intervals, to_matrix  # noqa: E402
-from discourse.model import DiscourseClassifier, ModelConfig, best_threshold, read_model_manifest  # noqa: E402
+from discourse.model import (  # noqa: E402
+    DiscourseClassifier, ModelConfig, _platt, best_threshold, read_model_manifest,
+)
 from discourse.reporting import markdown_table  # noqa: E402
-from discourse.sentences import join_short, max_pool, split_sentences  # noqa: E402
+from discourse.sentences import join_short, max_pool, sentence_index, split_sentences, with_sentence_max  # noqa: E402
 
 CODE = "empowered"
 HEAD = dict(features="embedding+tfidf", C=4.0, tfidf_weight=2.0, tune_layers=0)  # the shipped head, frozen encoder
@@ -80,6 +82,77 @@ def stacked(P: np.ndarray, Y: np.ndarray, folds: np.ndarray, j: int) -> np.ndarr
     return out
 
 
+def cross_validate(fit: DiscourseClassifier, texts: list[str], X: np.ndarray, Y: np.ndarray, folds: np.ndarray,
+                   fold_data) -> tuple[np.ndarray, list[float]]:
+    """Out-of-fold calibrated probabilities and thresholds, as ``fit`` computes them, with each fold's training
+    rows and features given by ``fold_data(train_rows, test_rows) -> (texts, X, Y, weights, test X)``."""
+    oof = np.zeros(Y.shape)
+    for f in np.unique(folds):
+        tr, te = np.where(folds != f)[0], np.where(folds == f)[0]
+        t_tr, X_tr, Y_tr, w_tr, X_te = fold_data(tr, te)
+        oof[te] = fit._fit_scores(t_tr, X_tr, Y_tr, w_tr, [texts[i] for i in te], X_te)[2]
+    fit.platt_ = [_platt(oof[:, j], Y[:, j]) for j in range(Y.shape[1])]
+    P = fit._calibrate(oof)
+    return P, [best_threshold(Y[:, j], P[:, j]) for j in range(Y.shape[1])]
+
+
+def concatenations(Y: np.ndarray, groups: np.ndarray, per_batch: int = 150, uncoded: int = 60,
+                   seed: int = 0) -> list[tuple[int, int]]:
+    """Pairs of excerpts of one batch to join into one: two coded excerpts with no code in common
+    (``per_batch``), and a coded excerpt with an uncoded one, in either order (``uncoded``)."""
+    rng, pairs = np.random.default_rng(seed), []
+    for b in sorted(set(groups)):
+        rows = np.where(groups == b)[0]
+        coded, bare = [i for i in rows if Y[i].any()], [i for i in rows if not Y[i].any()]
+        disjoint = [(i, k) for i in coded for k in coded if i != k and not (Y[i] & Y[k]).any()]
+        pairs += [disjoint[p] for p in sorted(rng.choice(len(disjoint), min(per_batch, len(disjoint)), replace=False))]
+        for _ in range(uncoded):
+            i, k = int(rng.choice(coded)), int(rng.choice(bare))
+            pairs.append((i, k) if rng.random() < 0.5 else (k, i))
+    return pairs
+
+
+def concatenated_data(texts, X, Y, groups, encoder: Encoder):
+    """``fold_data`` that adds to each fold the concatenations of its own training batches (labels: the union)."""
+    pairs = concatenations(Y, groups)
+    joined = [texts[i].rstrip() + " " + texts[k].lstrip() for i, k in pairs]
+    half = X.shape[1] // 2  # [excerpt | sentence max]: the joined excerpt's sentences are its parts' sentences
+    AX = np.hstack([encoder.encode(joined, progress=True),
+                    np.maximum(X[[i for i, _ in pairs], half:], X[[k for _, k in pairs], half:])])
+    AY, AG = np.array([Y[i] | Y[k] for i, k in pairs]), groups[[i for i, _ in pairs]]
+
+    def fold_data(tr, te):
+        keep = ~np.isin(AG, groups[te])
+        return ([texts[i] for i in tr] + [t for t, k in zip(joined, keep) if k], np.vstack([X[tr], AX[keep]]),
+                np.vstack([Y[tr], AY[keep]]), np.ones(len(tr) + int(keep.sum())), X[te])
+    return fold_data
+
+
+def sentence_head_data(texts, X, Y, groups, encoder: Encoder, weight: float = 0.1):
+    """``fold_data`` that adds, per code, the highest score a sentence-level regression (sentences inherit their
+    excerpt's codes) gives any of the excerpt's sentences; training rows get theirs leaving their batch out."""
+    from sklearn.linear_model import LogisticRegression
+
+    distinct, index = sentence_index(texts)
+    S = encoder.encode(distinct, progress=True)
+    owner = np.concatenate([[i] * len(ix) for i, ix in enumerate(index)])
+    sentence = np.concatenate([list(ix) for ix in index]).astype(int)
+
+    def scores(train_rows, rows):
+        m = np.isin(owner, train_rows)
+        heads = [LogisticRegression(max_iter=2000).fit(S[sentence[m]], Y[owner[m], j]) for j in range(Y.shape[1])]
+        return np.array([[h.decision_function(S[index[i]]).max() for h in heads] for i in rows])
+
+    def fold_data(tr, te):
+        inner = np.zeros((len(tr), Y.shape[1]))
+        for g in sorted(set(groups[tr])):
+            out = groups[tr] == g
+            inner[out] = scores(tr[~out], tr[out])
+        return ([texts[i] for i in tr], np.hstack([X[tr], weight * inner]), Y[tr], np.ones(len(tr)),
+                np.hstack([X[te], weight * scores(tr, te)]))
+    return fold_data
+
+
 def row(name: str, y: np.ndarray, p: np.ndarray, threshold: float | None = None) -> dict:
     t = best_threshold(y, p) if threshold is None else threshold
     table = agreement_table(y[:, None], (p >= t)[:, None], [CODE]).iloc[0]
@@ -106,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {CODE} kappa {fits[name].cv_['per_code'][CODE]['kappa']:.3f}", file=sys.stderr)
     name = "clause max beside sentence max (each clause embedded on its own)"
     X = np.hstack([emb, clause_max(texts, encoder)])
+    fits[name] = DiscourseClassifier(codes, encoder, ModelConfig(**HEAD)).fit(texts, train["codes"], groups=groups, embeddings=X)
+    name = "all-MiniLM-L6-v2 embeddings (x0.5) beside all-mpnet-base-v2's"
+    mini = Encoder("all-MiniLM-L6-v2", backend="torch")
+    X = np.hstack([emb, 0.5 * with_sentence_max(texts, lambda t: mini.encode(t, progress=True))])
     fits[name] = DiscourseClassifier(codes, encoder, ModelConfig(**HEAD)).fit(texts, train["codes"], groups=groups, embeddings=X)
     base = next(iter(fits.values()))  # the shipped head
     P, folds = base.cv_proba_, base.cv_folds_
@@ -135,6 +212,15 @@ def main(argv: list[str] | None = None) -> int:
 
     variants = [row(name, Y[:, j], fit.cv_proba_[:, j], fit.thresholds_[j]) for name, fit in fits.items()]
     variants.append(row("stacked: a regression on all six codes' out-of-fold logits", Y[:, j], stacked(P, Y, folds, j)))
+    batches = np.asarray(groups)
+    for name, data in [
+        ("sentence-level regression: its highest sentence score per code (x0.1) beside the features",
+         sentence_head_data(texts, emb, Y, batches, encoder)),
+        ("trained also on joined pairs of excerpts from the fold's own batches (150 with disjoint codes and "
+         "60 coded + uncoded per batch)", concatenated_data(texts, emb, Y, batches, encoder)),
+    ]:
+        Pv, tv = cross_validate(DiscourseClassifier(codes, encoder, ModelConfig(**HEAD)), texts, emb, Y, folds, data)
+        variants.append(row(name, Y[:, j], Pv[:, j], tv[j]))
 
     tables = {"per_code": per_code, "by_code": pd.DataFrame(by_code), "false_positives": pd.DataFrame(fp),
               "by_batch": pd.DataFrame(by_batch), "variants": pd.DataFrame(variants)}
@@ -142,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     outside = [v["variant"] for v in variants[1:] if not k["kappa_low"] <= v["kappa"] <= k["kappa_high"]]
     verdict = (f"No variant moves `{CODE}`'s kappa outside the shipped head's interval "
                f"({k['kappa_low']:.3f}-{k['kappa_high']:.3f}): neither the regression on the embeddings nor pooling "
-               "them over finer pieces of the excerpt lifts it."
+               "them over finer pieces of the excerpt, a second encoder, a sentence-level regression, nor training on "
+               "joined excerpts lifts it."
                if not outside else
                f"Outside the shipped head's interval ({k['kappa_low']:.3f}-{k['kappa_high']:.3f}): "
                + ", ".join(f"`{v}`" for v in outside) + ".")
@@ -176,7 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         "to a second regression, so `empowered` can borrow from, say, a strong `consumer` score. The clause row "
         "changes the representation instead: beside the sentence maximum sits the maximum over the excerpt's "
         "clauses (each sentence cut at `;`, `:`, a spaced dash, and before `but` or a comma and a conjunction; "
-        "pieces under four words join a neighbour), each clause embedded on its own.\n",
+        "pieces under four words join a neighbour), each clause embedded on its own. Three rows try other ways "
+        "to let a framing carried by one sentence count: the all-MiniLM-L6-v2 row puts a second encoder's vectors "
+        "beside mpnet's; the sentence-level row adds a regression on single sentences (each inherits its "
+        "excerpt's codes) whose highest score over the excerpt's sentences joins the features, scored for the "
+        "training rows with their batch left out; the joined-pairs row also trains on pairs of excerpts joined "
+        "into one and carrying both codings, drawn within each batch so no fold trains on its held-out batches' "
+        "text.\n",
         markdown_table(tables["variants"]),
         f"\n{verdict}\n",
     ]
