@@ -162,7 +162,7 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()) -> pd.Da
     except pd.errors.EmptyDataError:
         raise DiscourseError("the table is empty", path) from None
     except UnicodeDecodeError:
-        raise DiscourseError("not UTF-8 text: save the CSV as UTF-8 and try again", path) from None
+        raise DiscourseError("not UTF-8 text: save it as UTF-8 (in Excel: Save As, 'CSV UTF-8') and try again", path) from None
     except Exception as exc:  # parser errors from pandas/pyarrow/openpyxl
         raise DiscourseError(f"cannot read the table ({type(exc).__name__}: {exc})", path) from None
     missing = [c for c in required if c not in df.columns]

@@ -181,6 +181,14 @@ def test_csv_separated_by_semicolons_or_tabs_is_read(tmp_path, sep):
     assert df.text.tolist() == ["We listen, we act; and\tthen we report."]
 
 
+def test_table_not_in_utf8_says_how_to_save_it(run_cli, tmp_path):
+    t = tmp_path / "quotes.csv"
+    t.write_bytes("id,text\n1,It\u2019s the caf\u00e9 group.\n".encode("cp1252"))
+    code, _, err = run_cli("predict", t, "-o", tmp_path / "p.csv")
+    one_line_error(code, err, "quotes.csv", "not UTF-8", "CSV UTF-8")
+    assert not (tmp_path / "p.csv").exists()
+
+
 def copy_model(tmp_path) -> Path:
     m = tmp_path / "model"
     shutil.copytree(ROOT / "models" / "default", m)
