@@ -250,7 +250,7 @@ def predict_cmd(table, model_dir, output, backend):
     replaced = [c for c in ["codes", *proba_columns(model.codes)] if c in df.columns]
     if replaced:
         _warn(f"{table}: column(s) {', '.join(replaced)} replaced by the model's predictions in {output}")
-    out, n_empty = predict_table(df, model)
+    out, n_empty = predict_table(df, model, progress=sys.stderr.isatty())  # a bar for people, none in logs
     if n_empty:
         _warn(f"{table}: {n_empty} row(s) with empty text get no probabilities and no codes")
     write_table(out, output)

@@ -266,7 +266,7 @@ class Encoder:
         todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
         if todo:
             if self.backend == "onnx-int8":
-                vecs = self.onnx.encode([t for _, t in todo])
+                vecs = self.onnx.encode([t for _, t in todo], progress=progress)
             else:
                 vecs = self.model.encode(
                     [t for _, t in todo],

@@ -286,19 +286,22 @@ class DiscourseClassifier:
         b = np.array([p[1] for p in self.platt_])
         return _sigmoid(scores * a + b)
 
-    def decision_function(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+    def decision_function(self, texts: Sequence[str], embeddings: np.ndarray | None = None,
+                          progress: bool = False) -> np.ndarray:
         if not self.estimators_:
             raise DiscourseError("the model is not trained")
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, len(self.codes)))
-        emb = embeddings if embeddings is not None else self.embed(texts)
+        emb = embeddings if embeddings is not None else self.embed(texts, progress=progress)
         X = self._matrix(texts, emb, self.vectorizer_, fit=False)
         return np.column_stack([e.decision_function(X) for e in self.estimators_])
 
-    def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
-        """Calibrated probability per excerpt and code (rows: texts, columns: ``self.codes``)."""
-        return self._calibrate(self.decision_function(texts, embeddings))
+    def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None,
+                      progress: bool = False) -> np.ndarray:
+        """Calibrated probability per excerpt and code (rows: texts, columns: ``self.codes``);
+        ``progress`` shows a bar on stderr while texts are encoded."""
+        return self._calibrate(self.decision_function(texts, embeddings, progress=progress))
 
     def predict(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> list[list[str]]:
         """Assigned code sets (probability at or above each code's threshold)."""

@@ -345,20 +345,25 @@ class OnnxEncoder:
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return (vecs / np.maximum(norms, 1e-12)).astype(np.float32)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 1) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 1, progress: bool = False) -> np.ndarray:
         """One row per text, in the order given, float32, unit length.
 
         ``batch_size`` 1 (the default) runs each text alone, so its vector does not
         depend on the other texts; larger batches are formed from texts sorted by
-        length, as sentence-transformers does (kept for measurement).
+        length, as sentence-transformers does (kept for measurement). ``progress``
+        shows a bar on stderr.
         """
+        from tqdm import tqdm
+
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         tokens = [self._tokens(t) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: (-len(tokens[i]), i))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), max(1, batch_size)):
-            idx = order[start:start + max(1, batch_size)]
-            out[idx] = self._run_batch([tokens[i] for i in idx])
+        with tqdm(total=len(texts), desc="encoding", unit="text", leave=False, disable=not progress) as bar:
+            for start in range(0, len(order), max(1, batch_size)):
+                idx = order[start:start + max(1, batch_size)]
+                out[idx] = self._run_batch([tokens[i] for i in idx])
+                bar.update(len(idx))
         return out

@@ -12,18 +12,20 @@ def proba_columns(codes: list[str]) -> list[str]:
     return [f"p_{c}" for c in codes]
 
 
-def predict_table(df: pd.DataFrame, model, embeddings: np.ndarray | None = None) -> tuple[pd.DataFrame, int]:
+def predict_table(df: pd.DataFrame, model, embeddings: np.ndarray | None = None,
+                  progress: bool = False) -> tuple[pd.DataFrame, int]:
     """``df`` with ``p_<code>`` and ``codes`` (``;``-joined) added; row order and other columns kept.
 
     Rows whose text is empty or missing get NaN probabilities and no codes;
-    the second value returned is how many there were.
+    the second value returned is how many there were. ``progress`` shows a bar
+    on stderr while the texts are encoded.
     """
     text = df["text"].astype("string").fillna("").str.strip()
     ok = (text != "").to_numpy()
     P = np.full((len(df), len(model.codes)), np.nan)
     if ok.any():
         emb = None if embeddings is None else embeddings[ok]
-        P[ok] = model.predict_proba(df.loc[ok, "text"].astype(str).tolist(), embeddings=emb)
+        P[ok] = model.predict_proba(df.loc[ok, "text"].astype(str).tolist(), embeddings=emb, progress=progress)
     P = np.round(P, PROBA_DECIMALS)
     out = df.copy()
     for j, col in enumerate(proba_columns(model.codes)):

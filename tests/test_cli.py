@@ -48,12 +48,24 @@ def test_predict_keeps_rows_and_columns(run_cli, tmp_path):
     assert df.codes[1] == "" and df.p_consumer[1] == ""
     assert df.codes[2] == ""
     assert "replaced" not in err
+    assert "Batches" not in err  # no progress bar when stderr is not a terminal (logs, pipes)
 
     coded = tmp_path / "coded.csv"  # a hand-coded table: its codes column gives way to the model's, with a warning
     pd.DataFrame({"text": ["We must answer to our customers like any business."], "codes": ["stakeholder"]}).to_csv(coded, index=False)
     code, _, err = run_cli("predict", coded, "-o", out)
     assert code == 0 and f"{coded}: column(s) codes replaced by the model's predictions" in err
     assert pd.read_csv(out).codes[0] != "stakeholder"
+
+
+@pytest.mark.slow
+def test_predict_shows_progress_on_a_terminal(run_cli, tmp_path, monkeypatch):
+    import sys
+
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["Words this test alone encodes, so the bar has work to show."]}).to_csv(src, index=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, _, err = run_cli("predict", src, "-o", tmp_path / "out.csv")
+    assert code == 0 and "Batches" in err
 
 
 @pytest.mark.slow

@@ -64,6 +64,20 @@ def test_fit_predict_shapes_and_sense(fitted):
     assert len(fitted.thresholds_) == 6
 
 
+def test_predict_table_shows_encoding_progress_only_when_asked(fitted, capfd):
+    import pandas as pd
+
+    from discourse.predict import predict_table
+
+    df = pd.DataFrame({"text": ["The carers' forum wrote to the board about the closure.", "Nobody asked us first."]})
+    quiet, _ = predict_table(df, fitted)
+    assert capfd.readouterr().err == ""
+    df2 = pd.DataFrame({"text": ["A new text, so the encoder runs again.", "And another one for the bar."]})
+    shown, _ = predict_table(df2, fitted, progress=True)
+    assert "Batches" in capfd.readouterr().err  # sentence-transformers' bar, on stderr
+    assert quiet.shape == shown.shape
+
+
 def test_out_of_fold_probabilities_are_the_evidence_of_the_cv_metrics(fitted, small):
     from discourse.evaluate import agreement_table, to_matrix
 

@@ -209,6 +209,16 @@ def test_same_texts_twice_give_identical_bytes(onnx_enc):
 
 @pytest.mark.slow
 @needs_onnxruntime
+def test_progress_bar_only_when_asked(onnx_enc, capfd):
+    a = onnx_enc.onnx.encode(SENTENCES[:3])
+    assert capfd.readouterr().err == ""
+    b = onnx_enc.onnx.encode(SENTENCES[:3], progress=True)
+    assert "encoding" in capfd.readouterr().err
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.slow
+@needs_onnxruntime
 def test_order_and_neighbours_do_not_change_a_texts_vector(onnx_enc):
     texts = _real_texts(40)
     v = onnx_enc.encode(texts)
