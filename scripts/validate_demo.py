@@ -7,7 +7,7 @@ gold spans onto the excerpts the pipeline cut, and reports
   - mean absolute error between recovered and gold prevalence per role and per trust;
   - whether every designed difference (corpora/demo/design.yaml) is recovered in the right direction.
 
-    python scripts/validate_demo.py [--model DIR] [--out DIR] [--json FILE]
+    python scripts/validate_demo.py [--model DIR] [--out DIR] [--json FILE] [--adapt-priors]
 
 Exit status 1 if the prevalence error exceeds 0.05 or a designed difference is reversed.
 """
@@ -56,12 +56,15 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "out" / "validate"))
     ap.add_argument("--json", default=None, help="write the results as JSON here")
     ap.add_argument("--encoder-backend", default=None, help="torch or onnx-int8 (default: the CLI's)")
+    ap.add_argument("--adapt-priors", action="store_true", help="classify with EM prior correction")
     args = ap.parse_args()
     out = Path(args.out)
     cli = [sys.executable, "-m", "discourse.cli", "classify", "--manifest", str(DEMO / "manifest.csv"),
            "--model", args.model, "-o", str(out)]
     if args.encoder_backend:
         cli += ["--encoder-backend", args.encoder_backend]
+    if args.adapt_priors:
+        cli.append("--adapt-priors")
     subprocess.run(cli, check=True)
     pred = pd.read_parquet(out / "predictions.parquet")
     pred = pred[pred["role"] != "interviewer"].reset_index(drop=True)

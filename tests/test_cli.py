@@ -133,6 +133,20 @@ def test_classify_profile_report_resume_and_determinism(run_cli, mini_study, tmp
     html = outputs[0][1].decode()
     assert "<svg" in html and not re.search(r"(src|href)=[\"']?(https?:)?//", html)  # nothing fetched from outside
     assert "Methods paragraph" in html and "Model card" in html
+    assert "EM prior correction" not in html
+
+    args = (*args, "--adapt-priors")  # the finished documents are reused; the probabilities move to this corpus's mix
+    code, stdout, err = run_cli(*args)
+    assert code == 0 and "3 documents (3 reused)" in stdout, err
+    adapted = pd.read_parquet(out / "predictions.parquet")
+    run = json.loads((out / "run.json").read_text())
+    assert set(run["adapt_priors"]) == set(c[2:] for c in pred.columns if c.startswith("p_"))
+    for c, pi in run["adapt_priors"].items():  # the estimate is the mean adjusted probability
+        assert 0 < pi < 1 and adapted[f"p_{c}"].mean() == pytest.approx(pi, abs=1e-3)
+    assert (adapted.excerpt_id == pred.excerpt_id).all() and not adapted.p_consumer.equals(pred.p_consumer)
+    assert run_cli("report", out, "-o", tmp_path / "adapted.html")[0] == 0
+    html = (tmp_path / "adapted.html").read_text()
+    assert html.count("EM prior correction") == 2  # in the overview and in the methods paragraph
 
 
 def test_user_errors_are_one_line_with_exit_2(run_cli, tmp_path):
