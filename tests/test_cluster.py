@@ -15,7 +15,15 @@ def test_cluster_run_is_identical_to_in_process_run(run_cli, demo_study, tmp_pat
     monkeypatch.setattr(discourse.pipeline, "CHUNK_DOCS", 1)  # three chunks, so both workers get work
     monkeypatch.setenv("DISCOURSE_CACHE", str(tmp_path / "cache-here"))
     args = ("classify", "--manifest", study / "manifest.csv")
-    code, out, err = run_cli(*args, "-o", tmp_path / "here")
+    # Dask runs each worker's encoder on one thread (OMP_NUM_THREADS=1), and on some processors (AVX-512) the
+    # thread count changes the last bits of the vectors, so the in-process run uses one thread too
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code, out, err = run_cli(*args, "-o", tmp_path / "here")
+    finally:
+        torch.set_num_threads(threads)
     assert code == 0, err
     # the workers start with an empty embedding cache of their own: they really encode
     monkeypatch.setenv("DISCOURSE_CACHE", str(tmp_path / "cache-workers"))
@@ -28,6 +36,7 @@ def test_cluster_run_is_identical_to_in_process_run(run_cli, demo_study, tmp_pat
             assert len(workers) == 2
             done = client.run(lambda dask_worker: sorted(dask_worker.plugins))
             assert all("discourse-model" in names for names in done.values())
+            assert set(client.run(lambda: __import__("torch").get_num_threads()).values()) == {1}
     assert "3 documents (0 reused)" in out
     assert os.listdir(tmp_path / "cache-workers"), "the workers did not encode anything"
     for name in ("predictions.csv", "excerpts.parquet", "turns.parquet"):
