@@ -239,10 +239,11 @@ def evaluate_cmd(model_dir, test_path, second_path, output, backend):
 @click.argument("table", type=click.Path(dir_okay=False))
 @model_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="OUT.csv or OUT.parquet")
+@click.option("--adapt-priors", is_flag=True, help="Adjust probabilities to this table's own prevalence of each code (EM prior correction).")
 @backend_option
-def predict_cmd(table, model_dir, output, backend):
+def predict_cmd(table, model_dir, output, adapt_priors, backend):
     """Add p_<code> probabilities and assigned codes to any table with a text column."""
-    from .predict import predict_table, proba_columns
+    from .predict import adapt_table, predict_table, proba_columns
     from .tables import read_table, write_table
 
     df = read_table(table, required=("text",))
@@ -253,6 +254,9 @@ def predict_cmd(table, model_dir, output, backend):
     out, n_empty = predict_table(df, model, progress=sys.stderr.isatty())  # a bar for people, none in logs
     if n_empty:
         _warn(f"{table}: {n_empty} row(s) with empty text get no probabilities and no codes")
+    if adapt_priors:
+        out, prevalence = adapt_table(out, model)
+        click.echo("prevalence in this table (EM): " + ", ".join(f"{c} {v:.3f}" for c, v in prevalence.items()), err=True)
     write_table(out, output)
     click.echo(f"{len(out)} rows -> {output}")
 

@@ -26,10 +26,35 @@ def predict_table(df: pd.DataFrame, model, embeddings: np.ndarray | None = None,
     if ok.any():
         emb = None if embeddings is None else embeddings[ok]
         P[ok] = model.predict_proba(df.loc[ok, "text"].astype(str).tolist(), embeddings=emb, progress=progress)
+    return _with_probabilities(df, P, model), int((~ok).sum())
+
+
+def adapt_table(df: pd.DataFrame, model) -> tuple[pd.DataFrame, dict[str, float]]:
+    """``df`` from ``predict_table`` with its probabilities adjusted by EM to the table's own prevalence of
+    each code (Saerens et al. 2002) and its codes assigned again; and that estimated prevalence per code.
+
+    Rows without probabilities stay without. The estimate needs a corpus: on sets of a few dozen excerpts
+    it is no better than the training data's mix (DESIGN, Statistics).
+    """
+    from .errors import DiscourseError
+    from .model import adapt_priors
+
+    prior = model.info_.get("train_prior")
+    if not prior:
+        raise DiscourseError("this model does not record its training data's prevalence of each code: retrain it")
+    P = df[proba_columns(model.codes)].to_numpy(float)
+    ok = ~np.isnan(P).any(axis=1)
+    if not ok.any():
+        return df.copy(), {}
+    P[ok], pi = adapt_priors(P[ok], np.array([prior[c] for c in model.codes]))
+    return _with_probabilities(df, P, model), {c: round(float(v), 4) for c, v in zip(model.codes, pi)}
+
+
+def _with_probabilities(df: pd.DataFrame, P: np.ndarray, model) -> pd.DataFrame:
+    """``df`` with ``P`` as its ``p_<code>`` columns (rounded) and the codes they assign."""
     P = np.round(P, PROBA_DECIMALS)
     out = df.copy()
     for j, col in enumerate(proba_columns(model.codes)):
         out[col] = P[:, j]
-    assigned = model.codes_from_proba(np.nan_to_num(P, nan=-1.0))
-    out["codes"] = [";".join(cs) for cs in assigned]
-    return out, int((~ok).sum())
+    out["codes"] = [";".join(cs) for cs in model.codes_from_proba(np.nan_to_num(P, nan=-1.0))]
+    return out

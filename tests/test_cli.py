@@ -58,6 +58,29 @@ def test_predict_keeps_rows_and_columns(run_cli, tmp_path):
 
 
 @pytest.mark.slow
+def test_predict_adapts_priors_to_the_table_when_asked(run_cli, tmp_path):
+    src = tmp_path / "in.csv"
+    test = pd.read_csv(ROOT / "corpora" / "test" / "test.csv", keep_default_na=False)
+    rows = pd.concat([test[test.codes == ""].head(50), test[test.codes != ""].head(10)])  # mostly uncoded talk
+    rows = pd.concat([rows[["id", "text"]], pd.DataFrame({"id": ["blank"], "text": [""]})], ignore_index=True)
+    rows.to_csv(src, index=False)
+    assert run_cli("predict", src, "-o", tmp_path / "as_trained.csv")[0] == 0
+    code, _, err = run_cli("predict", src, "-o", tmp_path / "adapted.csv", "--adapt-priors")
+    assert code == 0, err
+    line = next(l for l in err.splitlines() if l.startswith("prevalence in this table (EM): "))
+    estimate = {c: float(v) for c, v in (part.split() for part in line.split(": ", 1)[1].split(", "))}
+    before = pd.read_csv(tmp_path / "as_trained.csv", keep_default_na=False)
+    after = pd.read_csv(tmp_path / "adapted.csv", keep_default_na=False)
+    assert after.id.tolist() == before.id.tolist() and after.p_consumer.iloc[-1] == "" and after.codes.iloc[-1] == ""
+    for c, pi in estimate.items():  # the estimate is the mean adjusted probability over the rows with text
+        assert pd.to_numeric(after[f"p_{c}"].iloc[:-1]).mean() == pytest.approx(pi, abs=2e-3)
+    # the table is mostly uncoded: below the training data's mix, so probabilities go down, not up
+    p_before = before.filter(like="p_").iloc[:-1].apply(pd.to_numeric).to_numpy()
+    p_after = after.filter(like="p_").iloc[:-1].apply(pd.to_numeric).to_numpy()
+    assert p_after.mean() < p_before.mean()
+
+
+@pytest.mark.slow
 def test_predict_shows_progress_on_a_terminal(run_cli, tmp_path, monkeypatch):
     import sys
 

@@ -78,6 +78,27 @@ def test_predict_table_shows_encoding_progress_only_when_asked(fitted, capfd):
     assert quiet.shape == shown.shape
 
 
+def test_adapt_table_moves_probabilities_to_the_tables_mix(fitted, small):
+    import copy
+
+    import pandas as pd
+
+    from discourse.errors import DiscourseError
+    from discourse.predict import adapt_table, predict_table
+
+    uncoded = small[small["codes"].map(len) == 0].head(30)["text"].tolist()
+    table, _ = predict_table(pd.DataFrame({"text": uncoded + [""]}), fitted)
+    adapted, prevalence = adapt_table(table, fitted)
+    p = [f"p_{c}" for c in fitted.codes]
+    assert list(prevalence) == fitted.codes and adapted[p].iloc[-1].isna().all()
+    assert (adapted[p].iloc[:-1].mean() <= table[p].iloc[:-1].mean() + 1e-9).all()  # all uncoded: every code goes down
+    assert adapted[p].iloc[:-1].mean().to_numpy() == pytest.approx(list(prevalence.values()), abs=1e-3)
+    old = copy.copy(fitted)
+    old.info_ = {}
+    with pytest.raises(DiscourseError, match="retrain"):
+        adapt_table(table, old)
+
+
 def test_out_of_fold_probabilities_are_the_evidence_of_the_cv_metrics(fitted, small):
     from discourse.evaluate import agreement_table, to_matrix
 
