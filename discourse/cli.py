@@ -238,7 +238,7 @@ def evaluate_cmd(model_dir, test_path, second_path, output, backend):
 @cli.command("predict")
 @click.argument("table", type=click.Path(dir_okay=False))
 @model_option
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="OUT.csv or OUT.parquet")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="OUT.csv, OUT.parquet or OUT.xlsx")
 @click.option("--adapt-priors", is_flag=True, help="Adjust probabilities to this table's own prevalence of each code (EM prior correction).")
 @backend_option
 def predict_cmd(table, model_dir, output, adapt_priors, backend):
