@@ -256,7 +256,8 @@ def predict_cmd(table, model_dir, output, adapt_priors, backend):
         _warn(f"{table}: {n_empty} row(s) with empty text get no probabilities and no codes")
     if adapt_priors:
         out, prevalence = adapt_table(out, model)
-        click.echo("prevalence in this table (EM): " + ", ".join(f"{c} {v:.3f}" for c, v in prevalence.items()), err=True)
+        if prevalence:
+            click.echo("prevalence in this table (EM): " + ", ".join(f"{c} {v:.3f}" for c, v in prevalence.items()), err=True)
     write_table(out, output)
     click.echo(f"{len(out)} rows -> {output}")
 
