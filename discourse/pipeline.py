@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DiscourseError
-from .predict import PROBA_DECIMALS, proba_columns
+from .predict import PROBA_DECIMALS, adapt_table, proba_columns
 from .segment import CORE, segment
 from .study import Study
 from .tables import write_table
@@ -193,14 +193,10 @@ def _finish(pred: pd.DataFrame, study: Study, model, adapt: bool, stats: dict) -
     pred = pred.merge(meta, on=["doc_id", "turn"], how="left", validate="many_to_one")
     meta_cols = [c for c in meta.columns if c not in ("doc_id", "turn", "speaker", "role")]
     pcols = proba_columns(model.codes)
-    if adapt:  # EM prior correction to this corpus's own prevalence of each code
-        from .model import adapt_priors
-
-        prior = np.array([model.info_["train_prior"][c] for c in model.codes])
-        Q, pi = adapt_priors(pred[pcols].to_numpy(), prior)
-        pred[pcols] = np.round(Q, PROBA_DECIMALS)
-        stats["adapted_prevalence"] = {c: round(float(v), 4) for c, v in zip(model.codes, pi)}
-    pred["codes"] = [";".join(cs) for cs in model.codes_from_proba(pred[pcols].to_numpy())]
+    if adapt:  # EM prior correction to this corpus's own prevalence of each code (assigns the codes too)
+        pred, stats["adapted_prevalence"] = adapt_table(pred, model)
+    else:
+        pred["codes"] = [";".join(cs) for cs in model.codes_from_proba(pred[pcols].to_numpy())]
     conf = decision_confidence(pred[pcols].to_numpy(), np.asarray(model.thresholds_))
     pred["confidence"] = np.round(conf, PROBA_DECIMALS)
     order = CORE + meta_cols + pcols + ["codes", "confidence"]

@@ -42,7 +42,7 @@ def adapt_table(df: pd.DataFrame, model) -> tuple[pd.DataFrame, dict[str, float]
     prior = model.info_.get("train_prior")
     if not prior:
         raise DiscourseError("this model does not record its training data's prevalence of each code: retrain it")
-    P = df[proba_columns(model.codes)].to_numpy(float)
+    P = np.array(df[proba_columns(model.codes)], dtype=float)  # a copy: to_numpy can be a read-only view
     ok = ~np.isnan(P).any(axis=1)
     if not ok.any():
         return df.copy(), {}
