@@ -157,6 +157,9 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, tune_layers, s
     from .embed import Encoder
     from .model import DiscourseClassifier, ModelConfig
 
+    from .tables import check_writable_folder
+
+    check_writable_folder(output)
     book = load_codebook(codebook)
     df = read_coded(coded, book.ids)
     n_reviewed = 0
@@ -199,8 +202,9 @@ def evaluate_cmd(model_dir, test_path, second_path, output, backend):
     from .evaluate import (agreement_table, bootstrap_intervals, ceiling_table, expected_calibration_error,
                            plot_reliability, reliability_curve, to_matrix)
     from .reporting import ceiling_markdown, evaluation_markdown
-    from .tables import write_table, write_text
+    from .tables import check_writable_folder, write_table, write_text
 
+    check_writable_folder(output)
     model = _load_model(model_dir, backend)
     df = read_coded(test_path, model.codes)
     second = read_second_coding(second_path, df, model.codes, test_path) if second_path else None
@@ -230,6 +234,8 @@ def evaluate_cmd(model_dir, test_path, second_path, output, backend):
                                    "codes_meeting_ceiling": int(per_code.met.sum()),
                                    "codes_below_ceiling": per_code.code[~per_code.met].tolist()}
         md += ceiling_markdown(ceiling, Path(second_path).name, len(df))
+    elif (out / "ceiling.csv").exists():
+        (out / "ceiling.csv").unlink()  # an earlier run's, against another second coding: not this evaluation's
     write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
     write_text(md, out / "evaluation.md")
     click.echo(md)
@@ -244,9 +250,10 @@ def evaluate_cmd(model_dir, test_path, second_path, output, backend):
 def predict_cmd(table, model_dir, output, adapt_priors, backend):
     """Add p_<code> probabilities and assigned codes to any table with a text column."""
     from .predict import adapt_table, predict_table, proba_columns
-    from .tables import read_table, write_table
+    from .tables import check_output_path, read_table, write_table
 
-    df = read_table(table, required=("text",))
+    check_output_path(output)
+    df = read_table(table, required=("text",), exact=True)  # other columns keep their types
     model = _load_model(model_dir, backend)
     replaced = [c for c in ["codes", *proba_columns(model.codes)] if c in df.columns]
     if replaced:

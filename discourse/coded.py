@@ -31,6 +31,8 @@ def split_codes(value) -> list[str]:
 def read_coded(path: str | os.PathLike, codes: list[str] | None = None) -> pd.DataFrame:
     """Read a coded table; ``codes`` becomes a list column. Checks text and code ids."""
     df = read_table(path, required=("text", "codes"))
+    if df.empty:
+        raise DiscourseError("has no rows: hand-coded excerpts are needed", path)
     df = df.copy()
     text = df["text"].astype("string").fillna("").str.strip()
     empty = text == ""

@@ -165,7 +165,10 @@ def plot_reliability(y: np.ndarray, p: np.ndarray, path, title: str = "Reliabili
     ax.set_title(f"{title}\nECE = {expected_calibration_error(y, p):.3f}", fontsize=10)
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
+    from .tables import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
     plt.close(fig)
 
 

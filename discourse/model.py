@@ -16,6 +16,7 @@ that maximised F1 on those same out-of-fold probabilities.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -212,6 +213,11 @@ class DiscourseClassifier:
             raise DiscourseError(
                 f"each code needs at least 5 coded examples to learn from; too few: {', '.join(few)}"
             )
+        everywhere = [f"{c} ({len(Y) - n} without)" for c, n in zip(self.codes, counts) if len(Y) - n < 5]
+        if everywhere:
+            raise DiscourseError(
+                f"each code needs at least 5 excerpts without it to learn from; too few: {', '.join(everywhere)}"
+            )
         tuning = self.config.tuning()
         if tuning and embeddings is not None:
             raise DiscourseError("precomputed embeddings cannot be used when the encoder is tuned")
@@ -221,6 +227,7 @@ class DiscourseClassifier:
         if grouped:
             k = min(k, len(set(groups)))  # fewer groups than folds: leave one group out
         folds = _fold_ids(len(texts), groups if grouped else None, k, Y.any(axis=1), self.config.seed)
+        _check_folds(folds, Y, self.codes, groups if grouped else None)
         if tuning:
             from tqdm import tqdm
 
@@ -321,40 +328,42 @@ class DiscourseClassifier:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / ESTIMATOR_FILE) as tmp:
-            sio.dump({"vectorizer": self.vectorizer_, "estimators": self.estimators_}, tmp)
-        files = [ESTIMATOR_FILE]
+        created = _created_time()  # before any file is touched: a bad SOURCE_DATE_EPOCH leaves the old model whole
         encoder_info = None
         if self.encoder is not None and "embedding" in self.config.features:
             encoder_info = {"name": self.encoder.name, "id": self.encoder.id, "dim": self.encoder.dim,
                             "backend": getattr(self.encoder, "backend", "torch")}
-        if self.adapter_ is not None:
-            with atomic_path(folder / ADAPTER_FILE) as tmp:
-                tmp.write_bytes(self.adapter_.to_bytes())
-            files.append(ADAPTER_FILE)
-            encoder_info["adapter"] = {"file": ADAPTER_FILE, "base_id": self.encoder.base_id,
-                                       "layers": self.config.tune_layers, "rank": self.config.tune_rank,
-                                       "delta_rank": self.config.tune_delta_rank, "epochs": self.config.tune_epochs}
-        elif (folder / ADAPTER_FILE).exists():
-            (folder / ADAPTER_FILE).unlink()  # left by an earlier tuned model in this folder
-        manifest = {
-            "format": "discourse-model/1",
-            "codes": self.codes,
-            "codebook": codebook.to_dict() if codebook is not None else None,
-            "codebook_sha256": codebook.sha256 if codebook is not None else None,
-            "encoder": encoder_info,
-            "config": asdict(self.config),
-            "platt": [list(p) for p in self.platt_],
-            "thresholds": dict(zip(self.codes, self.thresholds_)),
-            "cross_validation": self.cv_,
-            **self.info_,
-            "versions": _versions(),
-            "created": datetime.fromtimestamp(int(os.environ.get("SOURCE_DATE_EPOCH", datetime.now(timezone.utc).timestamp())), timezone.utc).isoformat(),
-            **(extra or {}),
-            "files": {name: sha256_file(folder / name) for name in files},
-        }
-        with atomic_path(folder / MANIFEST_FILE) as tmp:
+        # Every file is written to a temporary name first; they are renamed into place together at the end
+        # (manifest first, so nothing is renamed unless all were written), so a failure leaves the old model whole.
+        with contextlib.ExitStack() as stack:
+            written = {ESTIMATOR_FILE: stack.enter_context(atomic_path(folder / ESTIMATOR_FILE))}
+            sio.dump({"vectorizer": self.vectorizer_, "estimators": self.estimators_}, written[ESTIMATOR_FILE])
+            if self.adapter_ is not None:
+                written[ADAPTER_FILE] = stack.enter_context(atomic_path(folder / ADAPTER_FILE))
+                written[ADAPTER_FILE].write_bytes(self.adapter_.to_bytes())
+                encoder_info["adapter"] = {"file": ADAPTER_FILE, "base_id": self.encoder.base_id,
+                                           "layers": self.config.tune_layers, "rank": self.config.tune_rank,
+                                           "delta_rank": self.config.tune_delta_rank, "epochs": self.config.tune_epochs}
+            manifest = {
+                "format": "discourse-model/1",
+                "codes": self.codes,
+                "codebook": codebook.to_dict() if codebook is not None else None,
+                "codebook_sha256": codebook.sha256 if codebook is not None else None,
+                "encoder": encoder_info,
+                "config": asdict(self.config),
+                "platt": [list(p) for p in self.platt_],
+                "thresholds": dict(zip(self.codes, self.thresholds_)),
+                "cross_validation": self.cv_,
+                **self.info_,
+                "versions": _versions(),
+                "created": created,
+                **(extra or {}),
+                "files": {name: sha256_file(tmp) for name, tmp in written.items()},
+            }
+            tmp = stack.enter_context(atomic_path(folder / MANIFEST_FILE))
             tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        if self.adapter_ is None and (folder / ADAPTER_FILE).exists():
+            (folder / ADAPTER_FILE).unlink()  # left by an earlier tuned model in this folder
         return folder
 
     @classmethod
@@ -463,6 +472,31 @@ def _versions() -> dict:
         except md.PackageNotFoundError:
             pass
     return out
+
+
+def _created_time() -> str:
+    """Now, or ``SOURCE_DATE_EPOCH`` (seconds) for a reproducible manifest."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch and not epoch.isdigit():
+        raise DiscourseError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, not '{epoch}'")
+    seconds = int(epoch) if epoch else int(datetime.now(timezone.utc).timestamp())
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+
+
+def _check_folds(folds: np.ndarray, Y: np.ndarray, codes: list[str], groups: Sequence | None) -> None:
+    """Every fold must train on examples with and without each code; say which code and held-out groups if not."""
+    for f in np.unique(folds):
+        train = folds != f
+        for j, code in enumerate(codes):
+            if 0 < Y[train, j].sum() < train.sum():
+                continue
+            held = sorted({str(g) for g, fo in zip(groups, folds) if fo == f}) if groups is not None else []
+            where = f" when {', '.join(held[:5])} {'is' if len(held) == 1 else 'are'} held out" if held else ""
+            kind = "coded" if Y[train, j].sum() == 0 else "not coded"
+            raise DiscourseError(
+                f"a cross-validation fold would have no excerpt {kind} '{code}' to train on{where}: "
+                "its examples sit in too few groups; spread them over more, or group by another column (--group-by)"
+            )
 
 
 def adapt_priors(P: np.ndarray, train_prior: np.ndarray, max_iter: int = 100, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 from .errors import DiscourseError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".xlsx")
+_EXCEL_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # control characters an XLSX cell cannot hold
 
 
 @contextlib.contextmanager
@@ -85,12 +88,17 @@ def write_text(text: str, path: str | os.PathLike) -> None:
             fh.write(text)
 
 
+def _is_list(v) -> bool:
+    return isinstance(v, (list, tuple, np.ndarray))
+
+
 def _table_for_text(df: pd.DataFrame) -> pd.DataFrame:
-    """Lists become `;`-joined strings so CSV/XLSX stay readable and stable."""
+    """Lists (Python or numpy, as Parquet gives them) become `;`-joined strings so CSV/XLSX stay readable and stable."""
     out = df.copy()
-    for col in out.columns:
-        if out[col].map(lambda v: isinstance(v, (list, tuple))).any():
-            out[col] = out[col].map(lambda v: ";".join(v) if isinstance(v, (list, tuple)) else v)
+    for j in range(out.shape[1]):
+        col = out.iloc[:, j]
+        if col.map(_is_list).any():
+            out.isetitem(j, col.map(lambda v: ";".join(map(str, v)) if _is_list(v) else v))
     return out
 
 
@@ -108,7 +116,41 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
         elif suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         else:
-            _table_for_text(df).to_excel(tmp, index=False, engine="openpyxl")
+            _write_xlsx(_table_for_text(df), tmp)
+
+
+def _write_xlsx(df: pd.DataFrame, path: Path) -> None:
+    """XLSX where every text cell is stored as text: a cell starting with ``=`` is never run as a formula."""
+    df = df.copy()
+    for j in range(df.shape[1]):
+        col = df.iloc[:, j]
+        if col.map(lambda v: isinstance(v, str)).any():
+            df.isetitem(j, col.map(lambda v: _EXCEL_ILLEGAL.sub(" ", v) if isinstance(v, str) else v))
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        df.to_excel(writer, index=False)
+        for row in writer.sheets["Sheet1"].iter_rows(min_row=2):
+            for cell in row:
+                if cell.data_type == "f":  # openpyxl reads a leading "=" as a formula
+                    cell.data_type = "s"
+
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Fail before any work if ``path`` is not a table type we write or its folder cannot be written."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DiscourseError(f"unknown output type '{suffix}': use one of {', '.join(TABLE_SUFFIXES)}", path)
+    check_writable_folder(path.parent)
+
+
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Fail before any work if ``folder`` (or the nearest folder that exists above it) cannot be written."""
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise DiscourseError(f"'{existing}' is a file, not a folder", folder)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DiscourseError(f"cannot write in '{existing}' (permission denied)", folder)
 
 
 def read_yaml(path: str | os.PathLike, what: str = "file"):
@@ -140,17 +182,24 @@ def csv_separator(path: str | os.PathLike) -> str:
     return ","
 
 
-def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read a CSV (comma, semicolon or tab separated), Parquet or XLSX table; check that ``required`` columns exist."""
+def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), exact: bool = False) -> pd.DataFrame:
+    """Read a CSV (comma, semicolon or tab separated), Parquet or XLSX table; check that ``required`` columns exist.
+
+    Column names are kept as written (a blank header stays blank); a name used twice is an error. A Parquet
+    index with a name comes back as a column. ``exact`` keeps Parquet's own column types (Arrow-backed), so a
+    table written back out has the same types: what ``discourse predict`` passes through.
+    """
     path = Path(path)
     if not path.is_file():
         raise DiscourseError("file not found", path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            df = pd.read_csv(path, sep=csv_separator(path), dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            df = _read_csv(path)
         elif suffix == ".parquet":
-            df = pd.read_parquet(path)
+            df = pd.read_parquet(path, **({"dtype_backend": "pyarrow"} if exact else {}))
+            named = [n for n in df.index.names if n is not None]
+            df = df.reset_index(level=named) if named else df.reset_index(drop=True)
         elif suffix == ".xlsx":
             df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
         else:
@@ -165,12 +214,40 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()) -> pd.Da
         raise DiscourseError("not UTF-8 text: save it as UTF-8 (in Excel: Save As, 'CSV UTF-8') and try again", path) from None
     except Exception as exc:  # parser errors from pandas/pyarrow/openpyxl
         raise DiscourseError(f"cannot read the table ({type(exc).__name__}: {exc})", path) from None
+    names = [str(c) for c in df.columns]
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        shown = ", ".join(f"'{c}'" for c in twice)
+        raise DiscourseError(f"column name(s) {shown} used more than once: give every column its own name", path)
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise DiscourseError(
             f"missing column(s) {', '.join(missing)}; found: {', '.join(map(str, df.columns)) or 'none'}",
             path,
         )
+    return df
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """All cells as text, names as in the header line; rows may end in empty fields (a trailing separator), not in data."""
+    import csv
+    import warnings
+
+    sep = csv_separator(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False)
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        rows = csv.reader(fh, delimiter=sep)
+        header = next(rows, [])
+        if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+            for line, row in enumerate(rows, start=2):
+                if any(cell.strip() for cell in row[len(header):]):
+                    raise DiscourseError(
+                        f"row {line} has {len(row)} fields but the header has {len(header)}: "
+                        "a value with a separator in it needs quotes", path)
+    if len(header) == df.shape[1]:
+        df.columns = header  # pandas renames blank and repeated names ("Unnamed: 3", "note.1")
     return df
 
 

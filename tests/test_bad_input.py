@@ -337,3 +337,83 @@ def test_outputs_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("text,needles", [
+    ("id,text,note,note\n1,a,b,c\n", ["'note' used more than once"]),
+    ("id,text\n1,a,stray value\n2,b\n", ["row 2 has 3 fields but the header has 2", "needs quotes"]),
+])
+def test_tables_that_would_shift_or_rename_columns_are_refused(run_cli, tmp_path, text, needles):
+    t = tmp_path / "t.csv"
+    t.write_text(text, encoding="utf-8")
+    code, _, err = run_cli("predict", t, "-o", tmp_path / "p.csv")
+    one_line_error(code, err, "t.csv", *needles)
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_csv_header_and_trailing_separators_are_read_as_written(tmp_path):
+    from discourse.tables import read_table, write_table
+
+    t = tmp_path / "t.csv"  # every row ends in a separator, as some exports write; one header cell is blank
+    t.write_text("id,text,\n001,We answer to them.,,\n002,They decide.,x,\n", encoding="utf-8")
+    df = read_table(t, required=("text",))
+    assert df.columns.tolist() == ["id", "text", ""]
+    assert df.values.tolist() == [["001", "We answer to them.", ""], ["002", "They decide.", "x"]]
+    write_table(df, tmp_path / "o.csv")
+    assert (tmp_path / "o.csv").read_text(encoding="utf-8") == "id,text,\n001,We answer to them.,\n002,They decide.,x\n"
+
+
+def test_unwritable_output_is_refused_before_any_work(run_cli, tmp_path, monkeypatch):
+    import discourse.cli
+
+    monkeypatch.setattr(discourse.cli, "_load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    t = tmp_path / "t.csv"
+    t.write_text("text\nhello there\n", encoding="utf-8")
+    code, _, err = run_cli("predict", t, "-o", tmp_path / "p.tsv")
+    one_line_error(code, err, "p.tsv", "unknown output type '.tsv'")
+    (tmp_path / "a_file").write_text("x")
+    code, _, err = run_cli("predict", t, "-o", tmp_path / "a_file" / "p.csv")
+    one_line_error(code, err, "is a file, not a folder")
+    code, _, err = run_cli("train", t, "-o", tmp_path / "a_file" / "model")
+    one_line_error(code, err, "is a file, not a folder")
+
+
+def test_codes_all_in_one_group_are_refused_before_training(run_cli, tmp_path):
+    cb = tmp_path / "cb.yaml"
+    cb.write_text("codes:\n  - id: a\n    definition: x\n  - id: b\n    definition: y\n", encoding="utf-8")
+    rows = [(f"talk about a number {i}", "a", f"g{i % 3}") for i in range(30)]
+    rows += [(f"talk about b number {i}", "b", "g0") for i in range(8)]  # every b is in batch g0
+    rows += [(f"plain talk {i}", "", f"g{i % 3}") for i in range(30)]
+    coded = tmp_path / "coded.csv"
+    pd.DataFrame(rows, columns=["text", "codes", "batch"]).to_csv(coded, index=False)
+    code, _, err = run_cli("train", coded, "--codebook", cb, "-o", tmp_path / "m", "--features", "tfidf")
+    one_line_error(code, err, "no excerpt coded 'b' to train on when g0 is held out", "--group-by")
+    assert not (tmp_path / "m").exists()
+    every = tmp_path / "every.csv"  # a code on every excerpt leaves nothing to tell it from
+    pd.DataFrame({"text": [f"t {i}" for i in range(20)], "codes": ["a;b" if i < 10 else "a" for i in range(20)]}).to_csv(every, index=False)
+    code, _, err = run_cli("train", every, "--codebook", cb, "-o", tmp_path / "m", "--features", "tfidf")
+    one_line_error(code, err, "at least 5 excerpts without it", "a (0 without)")
+
+
+def test_header_only_test_table_is_refused(run_cli, tmp_path):
+    t = tmp_path / "test.csv"
+    t.write_text("text,codes\n", encoding="utf-8")
+    code, _, err = run_cli("evaluate", "--test", t, "-o", tmp_path / "ev")
+    one_line_error(code, err, "test.csv", "has no rows")
+
+
+def test_a_failed_save_leaves_the_old_model_whole(tmp_path, monkeypatch):
+    from discourse.errors import DiscourseError
+    from discourse.model import DiscourseClassifier, ModelConfig
+
+    texts = [f"we answer to our customers {i}" for i in range(8)] + [f"the room was booked {i}" for i in range(8)]
+    model = DiscourseClassifier(["consumer"], encoder=None, config=ModelConfig(features="tfidf"))
+    model.fit(texts, [["consumer"]] * 8 + [[]] * 8)
+    folder = model.save(tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    model.thresholds_ = [0.01]
+    with pytest.raises(DiscourseError, match="SOURCE_DATE_EPOCH"):
+        model.save(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert DiscourseClassifier.load(folder).thresholds_ != [0.01]

@@ -57,6 +57,42 @@ def test_predict_keeps_rows_and_columns(run_cli, tmp_path):
     assert pd.read_csv(out).codes[0] != "stakeholder"
 
 
+def test_predict_passes_parquet_columns_through_with_their_types(run_cli, tmp_path):
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({  # as polars, R or duckdb write it: nullable integers, decimals, categories, lists
+        "id": pa.array([7, None, 123456789012345678], pa.int64()),
+        "amount": pa.array([decimal.Decimal("1.50"), None, decimal.Decimal("2.25")], pa.decimal128(10, 2)),
+        "site": pa.array(["A", "B", "A"]).dictionary_encode(),
+        "tags": pa.array([["u", "v"], [], None], pa.list_(pa.string())),
+        "text": ["=We must answer to our customers like any business.", "", "The room was booked."],
+    })
+    src = tmp_path / "in.parquet"
+    pq.write_table(table, src)
+    code, _, err = run_cli("predict", src, "-o", tmp_path / "out.parquet")
+    assert code == 0, err
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.schema.names[:5] == table.schema.names
+    for name in table.schema.names:
+        assert out.schema.field(name).type == table.schema.field(name).type, name
+        assert out.column(name).to_pylist() == table.column(name).to_pylist(), name
+    assert run_cli("predict", src, "-o", tmp_path / "out.csv")[0] == 0
+    lines = (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[1].startswith("7,1.50,A,u;v,=We must") and lines[2].startswith(",,B,,,")
+    assert lines[3].startswith("123456789012345678,2.25,A,,The room")
+    assert run_cli("predict", src, "-o", tmp_path / "out.xlsx")[0] == 0  # text, not a formula, in the sheet
+    cell = __import__("openpyxl").load_workbook(tmp_path / "out.xlsx")["Sheet1"]["E2"]
+    assert cell.data_type == "s" and cell.value.startswith("=We must answer")
+
+    indexed = tmp_path / "indexed.parquet"  # a named index comes back as a column
+    pd.DataFrame({"id": ["x1", "x2"], "text": ["We decide together.", "Nothing."]}).set_index("id").to_parquet(indexed)
+    assert run_cli("predict", indexed, "-o", tmp_path / "i.csv")[0] == 0
+    assert pd.read_csv(tmp_path / "i.csv").id.tolist() == ["x1", "x2"]
+
+
 @pytest.mark.slow
 def test_predict_adapts_priors_to_the_table_when_asked(run_cli, tmp_path):
     src = tmp_path / "in.csv"
@@ -122,6 +158,8 @@ def test_evaluate_reports_agreement_with_bootstrap_intervals(run_cli, tmp_path):
     assert "## Against a second coder" in md and "coded 30 of the 40 excerpts" in md
     summary = json.loads((ev / "summary.json").read_text())["second_coder"]
     assert summary["n"] == 30 and summary["codes_meeting_ceiling"] + len(summary["codes_below_ceiling"]) == 6
+    assert run_cli("evaluate", "--test", test, "-o", ev)[0] == 0  # again without: no stale ceiling is left beside it
+    assert not (ev / "ceiling.csv").exists() and "second coder" not in (ev / "evaluation.md").read_text()
 
 
 @pytest.mark.slow
