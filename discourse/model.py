@@ -278,6 +278,7 @@ class DiscourseClassifier:
                 {k: (None if isinstance(v, float) and np.isnan(v) else round(float(v), 4)) for k, v in r.items()}
                 for r in reliability_curve(Y, P).to_dict("records")
             ],
+            "nested": _nested_metrics(oof, Y, folds, self.codes),
         }
         self.vectorizer_, self.estimators_, _ = self._fit_scores(texts, emb, Y, weights, texts[:1],
                                                                   None if emb is None else emb[:1])
@@ -472,6 +473,29 @@ def _versions() -> dict:
         except md.PackageNotFoundError:
             pass
     return out
+
+
+def _nested_metrics(oof: np.ndarray, Y: np.ndarray, folds: np.ndarray, codes: list[str]) -> dict:
+    """Cross-validated agreement with each fold's Platt scaling and thresholds chosen on the other folds' scores.
+
+    The model's own scaling and thresholds are chosen on all out-of-fold scores, so agreement measured on those
+    same scores flatters it (by about 0.01 macro-F1 at 2,300 excerpts, several times that at a few hundred).
+    Here no fold is scored with a threshold it helped choose: what a new batch of excerpts would meet.
+    """
+    P = np.zeros_like(oof)
+    C = np.zeros(oof.shape, dtype=bool)
+    for f in np.unique(folds):
+        rest, held = folds != f, folds == f
+        for j in range(Y.shape[1]):
+            a, b = _platt(oof[rest, j], Y[rest, j])
+            P[held, j] = _sigmoid(oof[held, j] * a + b)
+            C[held, j] = P[held, j] >= best_threshold(Y[rest, j], _sigmoid(oof[rest, j] * a + b))
+    table = agreement_table(Y, C, codes)
+    return {
+        "macro_f1": float(table.loc[table.code == "macro", "f1"].iloc[0]),
+        "ece": expected_calibration_error(Y, P),
+        "per_code": table.set_index("code")[["precision", "recall", "f1", "kappa"]].round(4).to_dict("index"),
+    }
 
 
 def _created_time() -> str:

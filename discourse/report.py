@@ -96,6 +96,7 @@ def _model_card(model_dir: Path, manifest: dict) -> dict:
         "features": manifest.get("config", {}).get("features"),
         "cv_macro_f1": cv.get("macro_f1"),
         "cv_ece": cv.get("ece"),
+        "cv_nested": cv.get("nested"),  # thresholds chosen on the other folds (models trained before it: absent)
         "cv_folds": cv.get("folds"),
         "per_code": cv.get("per_code", {}),
         "thresholds": manifest.get("thresholds", {}),

@@ -541,6 +541,9 @@ def test_cli_select_review_apply_and_retrain(audit_cli, tmp_path, demo_study):
     import json
     manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["training_data"]["reviewed_rows"] == 20
+    cv = manifest["cross_validation"]  # the stricter figure leads what train prints; the usual one follows
+    assert f"cross-validated macro-F1 {cv['nested']['macro_f1']:.3f}" in stdout
+    assert f"{cv['macro_f1']:.3f} with thresholds chosen on all folds" in stdout
 
 
 def test_review_page_stores_decisions_on_localhost_only(study, tmp_path):

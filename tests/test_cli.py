@@ -195,6 +195,8 @@ def test_classify_profile_report_resume_and_determinism(run_cli, mini_study, tmp
     assert "<svg" in html and not re.search(r"(src|href)=[\"']?(https?:)?//", html)  # nothing fetched from outside
     assert "Methods paragraph" in html and "Model card" in html
     assert "EM prior correction" not in html
+    nested = json.loads((ROOT / "models" / "default" / "manifest.json").read_text())["cross_validation"]["nested"]
+    assert f"macro-F1 {nested['macro_f1']:.3f}, expected calibration error {nested['ece']:.3f}, each fold scored" in html
 
     args = (*args, "--adapt-priors")  # the finished documents are reused; the probabilities move to this corpus's mix
     code, stdout, err = run_cli(*args)

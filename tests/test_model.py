@@ -111,6 +111,21 @@ def test_out_of_fold_probabilities_are_the_evidence_of_the_cv_metrics(fitted, sm
         assert table.set_index("code").loc[code, "f1"] == pytest.approx(row["f1"], abs=1e-4)
 
 
+def test_nested_cv_scores_each_fold_with_thresholds_chosen_on_the_others(fitted):
+    from discourse.model import _nested_metrics
+
+    # fold 0's codes score 2 against 0 for the rest; fold 1's score 4 against 2. One threshold on all scores
+    # takes every 2 as coded (F1 0.8); chosen on the other fold alone, it misses all of fold 0's codes and
+    # takes all of fold 1's excerpts: 10 right, 10 wrong, 10 missed, F1 0.5.
+    y = np.array([1] * 10 + [0] * 10 + [1] * 10 + [0] * 10)
+    oof = np.array([2.0] * 10 + [0.0] * 10 + [4.0] * 10 + [2.0] * 10)
+    folds = np.array([0] * 20 + [1] * 20)
+    nested = _nested_metrics(oof[:, None], y[:, None], folds, ["a"])
+    assert nested["per_code"]["a"]["f1"] == pytest.approx(0.5, abs=1e-4)
+    assert nested["per_code"]["a"]["recall"] == pytest.approx(0.5, abs=1e-4)
+    assert 0 < fitted.cv_["nested"]["macro_f1"] <= 1 and set(fitted.cv_["nested"]["per_code"]) >= set(fitted.codes)
+
+
 def test_save_load_round_trip_and_integrity(fitted, book, tmp_path, encoder):
     folder = fitted.save(tmp_path / "m", codebook=book)
     manifest = json.loads((folder / "manifest.json").read_text())
