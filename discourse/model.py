@@ -517,10 +517,9 @@ def _check_folds(folds: np.ndarray, Y: np.ndarray, codes: list[str], groups: Seq
             held = sorted({str(g) for g, fo in zip(groups, folds) if fo == f}) if groups is not None else []
             where = f" when {', '.join(held[:5])} {'is' if len(held) == 1 else 'are'} held out" if held else ""
             kind = "coded" if Y[train, j].sum() == 0 else "not coded"
-            raise DiscourseError(
-                f"a cross-validation fold would have no excerpt {kind} '{code}' to train on{where}: "
-                "its examples sit in too few groups; spread them over more, or group by another column (--group-by)"
-            )
+            advice = ("its examples sit in too few groups; spread them over more, or group by another column "
+                      "(--group-by)" if groups is not None else "code more excerpts, with and without it")
+            raise DiscourseError(f"a cross-validation fold would have no excerpt {kind} '{code}' to train on{where}: {advice}")
 
 
 def adapt_priors(P: np.ndarray, train_prior: np.ndarray, max_iter: int = 100, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:

@@ -199,7 +199,7 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), exact: b
         elif suffix == ".parquet":
             df = pd.read_parquet(path, **({"dtype_backend": "pyarrow"} if exact else {}))
             named = [n for n in df.index.names if n is not None]
-            df = df.reset_index(level=named) if named else df.reset_index(drop=True)
+            df = (df.reset_index(level=named) if named else df).reset_index(drop=True)
         elif suffix == ".xlsx":
             df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
         else:
