@@ -36,7 +36,7 @@ def _load_study(paths, manifest, speakers, strict):
 
     if manifest:
         man = select_documents(read_manifest(manifest), list(paths))
-        spk = read_speakers(speakers or default_speakers_path(manifest))
+        spk = read_speakers(speakers) if speakers else read_speakers(default_speakers_path(manifest), optional=True)
     else:
         if not paths:
             raise DiscourseError("give transcript files or folders, or --manifest FILE")
@@ -304,6 +304,8 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
     write_table(pred[excerpt_cols], outdir / "excerpts.parquet")
     write_table(pred, outdir / "predictions.parquet")
     write_table(pred, outdir / "predictions.csv")
+    skipped_ids = {d for d, _ in study.skipped}
+    n_done = sum(d.doc_id not in skipped_ids for d in study.documents)  # read, and classified
     run = {
         "model": {"folder": Path(model_dir).name, "manifest_sha256": fingerprint,
                   "codes": model.codes, "thresholds": dict(zip(model.codes, model.thresholds_)),
@@ -313,7 +315,7 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
         "documents": [{"doc_id": d.doc_id, "file": Path(d.path).name, "format": d.format, "sha256": d.sha256}
                       for d in sorted(study.documents, key=lambda d: d.doc_id)],
         "skipped": [{"doc_id": d, "reason": r} for d, r in sorted(study.skipped)],
-        "counts": {"documents": len(study.documents), "excerpts": int(len(pred)),
+        "counts": {"documents": n_done, "excerpts": int(len(pred)),
                    "speakers": int((pred["doc_id"] + "/" + pred["speaker"]).nunique())},
     }
     write_text(json.dumps(run, indent=2) + "\n", outdir / "run.json")
@@ -322,7 +324,7 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
         for d, r in sorted(study.skipped):
             click.echo(f"  {d}: {r}", err=True)
     click.echo(
-        f"{len(study.documents) - len(study.skipped)} documents ({stats['reused']} reused), "
+        f"{n_done} documents ({stats['reused']} reused), "
         f"{len(pred)} excerpts -> {outdir / 'predictions.parquet'}"
     )
     return run
@@ -361,16 +363,11 @@ def _read_predictions(path):
 
 def profile_to(pred, codes, by, output: Path):
     from .profiles import parse_groupings, profiles
-    from .tables import atomic_path, write_table
+    from .tables import write_sheets, write_table
 
     tables = profiles(pred, codes, parse_groupings(by))
     if output.suffix.lower() == ".xlsx":
-        import pandas as pd
-
-        with atomic_path(output) as tmp:
-            with pd.ExcelWriter(tmp, engine="openpyxl") as xl:
-                for name, t in tables.items():
-                    t.to_excel(xl, sheet_name=name.replace(",", " x ")[:31], index=False)
+        write_sheets({name.replace(",", " x "): t for name, t in tables.items()}, output)
     else:
         import pandas as pd
 

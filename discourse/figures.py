@@ -58,7 +58,7 @@ def prevalence_bars(prof: pd.DataFrame, codes: list[str], labels: dict[str, str]
     ncol = 3
     nrow = int(np.ceil(len(codes) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(10, 0.28 * len(groups) * nrow + 1.2 * nrow), squeeze=False, sharex=True)
-    top = float(np.nanmax(prof["ci_high"].to_numpy(float))) if len(prof) else 0.5
+    top = float(np.nanmax(np.r_[prof["ci_high"].to_numpy(float), prof["prevalence"].to_numpy(float)])) if len(prof) else 0.5
     for k, code in enumerate(codes):
         ax = axes[k // ncol][k % ncol]
         sub = prof[prof["code"] == code].set_index("group").reindex(groups)

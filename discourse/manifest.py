@@ -19,6 +19,7 @@ from .transcripts import FORMATS, is_interviewer_label
 
 INTERVIEWER = "interviewer"
 UNKNOWN = "unknown"
+RESERVED = {"path", "turn", "speaker", "role", "text", "start", "end", "excerpt_id", "codes", "confidence"}
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
@@ -33,9 +34,16 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     dup = df["doc_id"][df["doc_id"].duplicated()]
     if len(dup):
         raise DiscourseError(f"duplicate doc_id '{dup.iloc[0]}': every document needs its own id", path)
+    reserved = sorted(c for c in map(str, df.columns) if c in RESERVED or c.startswith(("p_", "n_")))
+    if reserved:
+        raise DiscourseError(
+            f"column(s) {', '.join(reserved)} would clash with the tool's own columns (speaker, role and p_<code> "
+            "come from the transcripts, the speaker table and the model): rename them, e.g. doc_role", path)
     if "trust" not in df.columns:
         df["trust"] = UNKNOWN
-    df["trust"] = df["trust"].astype(str).replace({"": UNKNOWN, "nan": UNKNOWN})
+    meta = [c for c in df.columns if c not in ("doc_id", "file")]
+    df[meta] = df[meta].astype(str).apply(lambda col: col.str.strip())  # "North " and "North" are one group
+    df["trust"] = df["trust"].replace({"": UNKNOWN, "nan": UNKNOWN})
     base = path.resolve().parent
     df["path"] = [str((base / f).resolve()) for f in df["file"]]
     for doc_id, file, p in zip(df["doc_id"], df["file"], df["path"]):
@@ -44,15 +52,20 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     return df.sort_values("doc_id", kind="stable").reset_index(drop=True)
 
 
-def read_speakers(path: str | os.PathLike | None) -> pd.DataFrame:
-    """Read the speaker table (doc_id, speaker, role); an absent file gives an empty table."""
-    if path is None or not Path(path).exists():
+def read_speakers(path: str | os.PathLike | None, optional: bool = False) -> pd.DataFrame:
+    """Read the speaker table (doc_id, speaker, role). A missing file is an error, or an empty table if ``optional``.
+
+    Roles are compared in lower case (``Interviewer`` is the interviewer; ``Staff`` and ``staff`` one role), and
+    speaker labels are matched to the transcripts in lower case, so a label may be listed once per document.
+    """
+    if path is None or (optional and not Path(path).exists()):
         return pd.DataFrame(columns=["doc_id", "speaker", "role"])
     df = read_table(path, required=("doc_id", "speaker", "role"))
     df = df.astype({"doc_id": str, "speaker": str, "role": str})
     for col in ("doc_id", "speaker", "role"):
         df[col] = df[col].str.strip()
-    dup = df[df.duplicated(["doc_id", "speaker"])]
+    df["role"] = df["role"].str.lower()
+    dup = df[df.assign(key=df["speaker"].str.lower()).duplicated(["doc_id", "key"])]
     if len(dup):
         r = dup.iloc[0]
         raise DiscourseError(f"speaker '{r.speaker}' of doc '{r.doc_id}' is listed twice", path)

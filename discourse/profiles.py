@@ -49,7 +49,9 @@ def _bootstrap_ci(p_sums: np.ndarray, n: np.ndarray, rng: np.random.Generator, r
     k = len(n)
     if k == 0:
         return np.nan, np.nan
-    idx = rng.integers(0, k, size=(reps, k))
+    idx = rng.integers(0, k, size=(reps, k))  # drawn even for one speaker, so later groups' draws stay the same
+    if k < 2:
+        return np.nan, np.nan  # one speaker: resampling speakers says nothing about uncertainty
     stats = p_sums[idx].sum(axis=1) / n[idx].sum(axis=1)
     lo, hi = np.percentile(stats, [2.5, 97.5])
     return float(lo), float(hi)

@@ -24,6 +24,8 @@ def _labels(manifest: dict, codes: list[str]) -> dict[str, str]:
 
 
 def _fmt_ci(r) -> str:
+    if pd.isna(r.ci_low):
+        return "none: one speaker"
     return f"{r.ci_low:.1%}–{r.ci_high:.1%}"
 
 
@@ -110,6 +112,17 @@ def _model_card(model_dir: Path, manifest: dict) -> dict:
     }
 
 
+def _check_same_model(run: dict, model_dir: Path, outdir: Path) -> None:
+    """The model card must describe the model that made the predictions: the one ``run.json`` names."""
+    from .pipeline import model_fingerprint
+
+    used = run.get("model") or {}
+    if used.get("manifest_sha256") and used["manifest_sha256"] != model_fingerprint(model_dir):
+        raise DiscourseError(
+            f"these predictions were made by model '{used.get('folder')}' (manifest {used['manifest_sha256']}), "
+            f"not by {model_dir}: pass that model's folder with --model", outdir)
+
+
 def build_report(outdir: Path, model_dir: Path, path: Path, redact: bool = False) -> Path:
     """Render ``OUTDIR/report.html`` (or ``path``) from a classify folder and its model."""
     import jinja2
@@ -120,6 +133,7 @@ def build_report(outdir: Path, model_dir: Path, path: Path, redact: bool = False
     pred = pd.read_parquet(pred_path)
     run = json.loads((outdir / "run.json").read_text(encoding="utf-8")) if (outdir / "run.json").exists() else {}
     manifest = read_model_manifest(model_dir)
+    _check_same_model(run, model_dir, outdir)
     codes = [c[2:] for c in pred.columns if c.startswith("p_")]
     labels = _labels(manifest, codes)
     pred = pred[pred["role"] != "interviewer"].copy()

@@ -120,18 +120,51 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
 
 
 def _write_xlsx(df: pd.DataFrame, path: Path) -> None:
-    """XLSX where every text cell is stored as text: a cell starting with ``=`` is never run as a formula."""
-    df = df.copy()
-    for j in range(df.shape[1]):
-        col = df.iloc[:, j]
-        if col.map(lambda v: isinstance(v, str)).any():
-            df.isetitem(j, col.map(lambda v: _EXCEL_ILLEGAL.sub(" ", v) if isinstance(v, str) else v))
+    _write_sheets({"Sheet1": df}, path)
+
+
+def write_sheets(tables: dict[str, pd.DataFrame], path: str | os.PathLike) -> None:
+    """An XLSX with one sheet per table, atomically; sheet names made valid and unique (Excel: 31 characters)."""
+    names = _sheet_names(list(tables))
+    with atomic_path(path) as tmp:
+        _write_sheets({n: _table_for_text(t) for n, t in zip(names, tables.values())}, tmp)
+
+
+def _sheet_names(names: list[str]) -> list[str]:
+    """Each name without the characters Excel refuses, cut to 31; ``(2)``, ``(3)``... where two would be the same."""
+    used, out = set(), []
+    for name in names:
+        clean = re.sub(r"[\[\]:*?/\\]", "_", str(name)).strip("'")[:31] or "Sheet"
+        candidate, k = clean, 2
+        while candidate.lower() in used:
+            candidate, k = f"{clean[:26]} ({k})", k + 1
+        used.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+def _write_sheets(tables: dict[str, pd.DataFrame], path: Path) -> None:
+    """Write the sheets with openpyxl: text cells as text (a leading ``=`` is never a formula), no control
+    characters Excel refuses, and fixed dates and zip times, so the same tables give the same bytes."""
+    from datetime import datetime
+
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
-        df.to_excel(writer, index=False)
-        for row in writer.sheets["Sheet1"].iter_rows(min_row=2):
-            for cell in row:
-                if cell.data_type == "f":  # openpyxl reads a leading "=" as a formula
-                    cell.data_type = "s"
+        for name, df in tables.items():
+            df = df.copy()
+            for j in range(df.shape[1]):
+                col = df.iloc[:, j]
+                if col.map(lambda v: isinstance(v, str)).any():
+                    df.isetitem(j, col.map(lambda v: _EXCEL_ILLEGAL.sub(" ", v) if isinstance(v, str) else v))
+            df.to_excel(writer, sheet_name=name, index=False)
+            for row in writer.sheets[name].iter_rows(min_row=2):
+                for cell in row:
+                    if cell.data_type == "f":  # openpyxl reads a leading "=" as a formula
+                        cell.data_type = "s"
+        writer.book.properties.created = datetime(2000, 1, 1)
+    fixed = re.compile(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)")  # openpyxl stamps "modified" on save
+    members = [(n, fixed.sub(rb"\g<1>2000-01-01T00:00:00Z\g<2>", b) if n == "docProps/core.xml" else b)
+               for n, b in zip_members(path)]
+    Path(path).write_bytes(zip_bytes(members))
 
 
 def check_output_path(path: str | os.PathLike) -> None:

@@ -417,3 +417,43 @@ def test_a_failed_save_leaves_the_old_model_whole(tmp_path, monkeypatch):
         model.save(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert DiscourseClassifier.load(folder).thresholds_ != [0.01]
+
+
+@pytest.mark.parametrize("columns,needle", [("role", "column(s) role would clash"), ("p_id", "column(s) p_id would clash"),
+                                            ("speaker", "column(s) speaker would clash")])
+def test_manifest_columns_that_clash_with_the_tools_own_are_refused(run_cli, tmp_path, columns, needle):
+    d = study(tmp_path, {"a.txt": GOOD}, manifest=f"doc_id,file,trust,{columns}\na,a.txt,A,x\n")
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "x.csv")
+    one_line_error(code, err, "manifest.csv", needle, "rename")
+
+
+def test_speaker_table_named_but_missing_is_an_error(run_cli, tmp_path):
+    d = study(tmp_path, {"a.txt": GOOD})
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "--speakers", d / "speakrs.csv", "-o", tmp_path / "x.csv")
+    one_line_error(code, err, "speakrs.csv", "file not found")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_speaker_table_roles_and_labels_ignore_case_and_metadata_is_trimmed(run_cli, tmp_path):
+    data = b"Int: What is involvement for?\nR: It is for hearing people who are never heard, really.\n"
+    d = study(tmp_path, {"a.txt": data}, manifest="doc_id,file,trust,area\na,a.txt,North ,  rural\n",
+              speakers="doc_id,speaker,role\na,Int,Interviewer\na,R,Service_User\n")
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "x.csv")
+    assert code == 0, err
+    x = pd.read_csv(tmp_path / "x.csv")
+    assert x.role.tolist() == ["service_user"]  # the interviewer's turn is not an excerpt
+    assert x.trust.tolist() == ["North"] and x.area.tolist() == ["rural"]
+    (d / "speakers.csv").write_text("doc_id,speaker,role\na,R,service_user\na,r,carer\n", encoding="utf-8")
+    code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "y.csv")
+    one_line_error(code, err, "speakers.csv", "speaker 'r' of doc 'a' is listed twice")
+
+
+def test_report_refuses_a_model_that_did_not_make_the_predictions(run_cli, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    pd.DataFrame({"excerpt_id": ["e1"], "doc_id": ["a"], "speaker": ["R"], "role": ["carer"], "trust": ["A"],
+                  "text": ["t"], "start": [0], "end": [1], "p_consumer": [0.5], "codes": [""]}).to_parquet(out / "predictions.parquet")
+    (out / "run.json").write_text(json.dumps({"model": {"folder": "mine2", "manifest_sha256": "0123456789abcdef"}}))
+    code, _, err = run_cli("report", out)
+    one_line_error(code, err, "made by model 'mine2'", "--model")
+    assert not (out / "report.html").exists()

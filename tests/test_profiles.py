@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,3 +63,27 @@ def test_interval_resamples_speakers_not_excerpts():
 def test_unknown_grouping_column_is_a_clear_error():
     with pytest.raises(DiscourseError, match="no column region"):
         profile(fake_predictions({"a": 0.1}), ["x"], ["region"])
+
+
+def test_a_group_of_one_speaker_has_no_interval():
+    pred = fake_predictions({"a": 0.2, "b": 0.1})
+    lone = pred[pred.role == "b"].head(30).assign(role="lone", doc_id="lone-0")  # one speaker
+    prof = profile(pd.concat([pred, lone]), ["x"], ["role"], reps=200, permutations=100).set_index("group")
+    assert prof.loc["lone", "n_speakers"] == 1 and np.isnan(prof.loc["lone", ["ci_low", "ci_high"]].astype(float)).all()
+    assert (prof.loc[["a", "b"], "ci_low"] < prof.loc[["a", "b"], "ci_high"]).all()
+
+
+def test_profiles_xlsx_sheet_names_are_valid_unique_and_the_bytes_repeat(tmp_path):
+    from openpyxl import load_workbook
+
+    from discourse.tables import write_sheets
+
+    t = pd.DataFrame({"group": ["=1+1", "b"], "prevalence": [0.1, 0.2]})
+    names = ["role", "trust x organisation_type_and_setting", "trust x organisation_type_and_setting_x", "consented?"]
+    write_sheets({n: t for n in names}, tmp_path / "a.xlsx")
+    book = load_workbook(tmp_path / "a.xlsx")
+    assert book.sheetnames == ["role", "trust x organisation_type_and_s", "trust x organisation_type_ (2)", "consented_"]
+    assert book["role"]["A2"].value == "=1+1" and book["role"]["A2"].data_type == "s"
+    time.sleep(1.1)  # the workbook's dates must not follow the clock
+    write_sheets({n: t for n in names}, tmp_path / "b.xlsx")
+    assert (tmp_path / "a.xlsx").read_bytes() == (tmp_path / "b.xlsx").read_bytes()
