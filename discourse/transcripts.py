@@ -135,8 +135,16 @@ def _match_label(line: str, pos: int) -> tuple[str, int] | None:
             continue
         if len(label) > 40:
             continue
+        if rx is _DASH_LABEL and _says_again(label, line[m.end():]):
+            continue  # "I - I wasn't sure": a stammer in the speech, not a speaker
         return label, m.end()
     return None
+
+
+def _says_again(label: str, rest: str) -> bool:
+    """Whether the words after a dash begin with the label's own word, as when a speaker repeats themselves."""
+    first = re.match(r"[\w'’]+", rest)
+    return bool(first) and first.group(0).lower() == label.split()[-1].lower()
 
 
 def _lines(text: str):

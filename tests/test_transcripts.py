@@ -198,3 +198,13 @@ def test_unlabelled_text_keeps_timestamps_out(tmp_path):
     check_offsets(t)
     assert t.turns.speaker.unique().tolist() == ["unknown"]
     assert all("00:12" not in x for x in t.turns.text)
+
+
+def test_a_stammer_after_a_line_break_is_not_a_speaker_label():
+    from discourse.transcripts import parse_text_turns
+
+    text = "INT - What happened next?\nP1 - We went to the meeting and said our piece,\nI - I wasn't sure they heard me though.\nINT - Right.\n"
+    turns, _ = parse_text_turns(text, "d")
+    assert turns.speaker.tolist() == ["INT", "P1", "INT"]
+    p1 = turns.iloc[1]
+    assert text[p1.start:p1.end].endswith("I - I wasn't sure they heard me though.")
