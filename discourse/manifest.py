@@ -43,7 +43,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
         df["trust"] = UNKNOWN
     meta = [c for c in df.columns if c not in ("doc_id", "file")]
     df[meta] = df[meta].astype(str).apply(lambda col: col.str.strip())  # "North " and "North" are one group
-    df["trust"] = df["trust"].replace({"": UNKNOWN, "nan": UNKNOWN})
+    df[meta] = df[meta].replace({"": UNKNOWN, "nan": UNKNOWN})  # a blank cell groups as "unknown", as trust always did
     base = path.resolve().parent
     df["path"] = [str((base / f).resolve()) for f in df["file"]]
     for doc_id, file, p in zip(df["doc_id"], df["file"], df["path"]):

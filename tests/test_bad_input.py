@@ -436,13 +436,13 @@ def test_speaker_table_named_but_missing_is_an_error(run_cli, tmp_path):
 
 def test_speaker_table_roles_and_labels_ignore_case_and_metadata_is_trimmed(run_cli, tmp_path):
     data = b"Int: What is involvement for?\nR: It is for hearing people who are never heard, really.\n"
-    d = study(tmp_path, {"a.txt": data}, manifest="doc_id,file,trust,area\na,a.txt,North ,  rural\n",
+    d = study(tmp_path, {"a.txt": data}, manifest="doc_id,file,trust,area,gender\na,a.txt,North ,  rural,\n",
               speakers="doc_id,speaker,role\na,Int,Interviewer\na,R,Service_User\n")
     code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "x.csv")
     assert code == 0, err
     x = pd.read_csv(tmp_path / "x.csv")
     assert x.role.tolist() == ["service_user"]  # the interviewer's turn is not an excerpt
-    assert x.trust.tolist() == ["North"] and x.area.tolist() == ["rural"]
+    assert x.trust.tolist() == ["North"] and x.area.tolist() == ["rural"] and x.gender.tolist() == ["unknown"]
     (d / "speakers.csv").write_text("doc_id,speaker,role\na,R,service_user\na,r,carer\n", encoding="utf-8")
     code, _, err = run_cli("segment", "--manifest", d / "manifest.csv", "-o", tmp_path / "y.csv")
     one_line_error(code, err, "speakers.csv", "speaker 'r' of doc 'a' is listed twice")
