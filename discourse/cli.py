@@ -44,7 +44,7 @@ def _load_study(paths, manifest, speakers, strict):
         spk = read_speakers(speakers)
     if man.empty:
         raise DiscourseError("no documents to read: the paths given match no file in the manifest", manifest)
-    study = read_study(man, spk, strict=strict, progress=_progress("reading", len(man) > 1))
+    study = read_study(man, spk, strict=strict, progress=_progress("reading", len(man) > 1), csv_ids=not manifest)
     for w in study.warnings:
         _warn(w)
     for doc_id, why in study.skipped:

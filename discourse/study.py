@@ -29,11 +29,14 @@ def read_study(
     *,
     strict: bool = False,
     progress=None,
+    csv_ids: bool = False,
 ) -> Study:
     """Read every document of ``manifest``; attach trust, other metadata and roles to turns.
 
     A document that cannot be read is skipped and reported (``strict`` makes it
-    fatal). ``progress`` wraps the row iterator (for a progress bar).
+    fatal). ``progress`` wraps the row iterator (for a progress bar). ``csv_ids``
+    (files given without a manifest): a CSV transcript's own ``doc_id`` column
+    names its documents, instead of the manifest row selecting one of them.
     """
     study = Study()
     meta_cols = [c for c in manifest.columns if c not in DOC_META_EXCLUDE and c != "doc_id"]
@@ -42,13 +45,17 @@ def read_study(
     for row in progress(rows) if progress else rows:
         doc_id = row["doc_id"]
         try:
-            docs = read_transcripts(row["path"], doc_id=doc_id, known_speakers=known_speakers(speakers, doc_id))
+            own_ids = csv_ids and str(row["path"]).lower().endswith(".csv")
+            docs = read_transcripts(row["path"], doc_id=None if own_ids else doc_id,
+                                    known_speakers=known_speakers(speakers, doc_id))
         except DiscourseError as exc:
             if strict:
                 raise
             study.skipped.append((doc_id, exc.line()))
             continue
         for doc in docs:
+            if any(d.doc_id == doc.doc_id for d in study.documents):
+                raise DiscourseError(f"two documents would both be doc '{doc.doc_id}': give them a manifest", row["path"])
             if doc.turns.empty:
                 reason = f"{row['path']}: no turns of speech found"
                 if strict:

@@ -457,3 +457,19 @@ def test_report_refuses_a_model_that_did_not_make_the_predictions(run_cli, tmp_p
     code, _, err = run_cli("report", out)
     one_line_error(code, err, "made by model 'mine2'", "--model")
     assert not (out / "report.html").exists()
+
+
+def test_a_csv_of_several_documents_is_read_without_a_manifest(run_cli, tmp_path):
+    f = tmp_path / "focus.csv"
+    f.write_text("doc_id,speaker,text\ng1,Interviewer,What is it for?\ng1,P1,It is for hearing people nobody hears.\n"
+                 "g2,Interviewer,And here?\ng2,P2,We decide together with the staff now.\n", encoding="utf-8")
+    code, _, err = run_cli("segment", f, "-o", tmp_path / "x.csv")
+    assert code == 0, err
+    x = pd.read_csv(tmp_path / "x.csv")
+    assert x.doc_id.tolist() == ["g1", "g2"] and x.speaker.tolist() == ["P1", "P2"]
+    both = tmp_path / "both"  # a CSV's document and a file named like it
+    both.mkdir()
+    f.rename(both / f.name)
+    (both / "g1.txt").write_text("Interviewer: Hello?\nR: We run it ourselves now.\n", encoding="utf-8")
+    code, _, err = run_cli("segment", both, "-o", tmp_path / "y.csv")
+    one_line_error(code, err, "two documents would both be doc 'g1'", "give them a manifest")
