@@ -156,7 +156,6 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, tune_layers, s
     from .coded import cv_groups, read_coded
     from .embed import Encoder
     from .model import DiscourseClassifier, ModelConfig
-
     from .tables import check_writable_folder
 
     check_writable_folder(output)

@@ -19,7 +19,8 @@ from .transcripts import FORMATS, is_interviewer_label
 
 INTERVIEWER = "interviewer"
 UNKNOWN = "unknown"
-RESERVED = {"path", "turn", "speaker", "role", "text", "start", "end", "excerpt_id", "codes", "confidence"}
+RESERVED = {"path", "turn", "speaker", "role", "text", "start", "end", "t_start", "t_end", "excerpt_id", "codes",
+            "confidence"}
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
