@@ -174,7 +174,8 @@ def select_for_review(pred: pd.DataFrame, turns: pd.DataFrame | None, texts: Map
     """A review queue of ``budget`` excerpts (see ``queue_columns``), deterministic for a seed.
 
     - ``random``: ``n_random_for(budget, random_share)`` excerpts drawn first, a
-      simple random sample of all excerpts with probabilities.
+      simple random sample of the excerpts with probabilities that are not in
+      ``exclude`` (reviewed before).
     - ``uncertain``: the rest, from the ``pool_factor x`` that many excerpts most
       likely to be wrong (``wrong_probability``), taken round-robin over strata
       (role, the code whose decision is most doubtful), most doubtful first,
@@ -197,6 +198,11 @@ def select_for_review(pred: pd.DataFrame, turns: pd.DataFrame | None, texts: Map
         raise DiscourseError(f"the random share must be between 0 and 1 (got {random_share})")
     if per_doc_cap is not None and per_doc_cap < 1:
         raise DiscourseError(f"the per-document cap must be at least 1 (got {per_doc_cap})")
+    fixed = set(queue_columns([])) | {"p_" + c for c in codes}
+    clash = sorted(c for c in codes if c in fixed or c.startswith("p_"))
+    if clash:
+        raise DiscourseError(f"code id(s) {', '.join(clash)} are also columns of the review file: "
+                             "rename the code(s) in the codebook (e.g. trust_code) and retrain")
     if pred["excerpt_id"].duplicated().any():
         dup = pred.loc[pred["excerpt_id"].duplicated(), "excerpt_id"].iloc[0]
         raise DiscourseError(f"excerpt_id {dup} appears more than once in the predictions")
@@ -221,13 +227,16 @@ def select_for_review(pred: pd.DataFrame, turns: pd.DataFrame | None, texts: Map
     budget = min(int(budget), len(df))
 
     rng = np.random.default_rng(seed)
-    n_rand = n_random_for(budget, random_share)
-    rand_idx = sorted(rng.choice(len(df), size=n_rand, replace=False).tolist()) if n_rand else []
+    skip = set(map(str, exclude))
+    # the random part is drawn from excerpts not reviewed before: a second round measures the retrained model
+    # on excerpts it has not learned from (with nothing excluded, the draw is the same as drawing from all)
+    eligible = np.flatnonzero(~df["excerpt_id"].isin(skip).to_numpy())
+    n_rand = min(n_random_for(budget, random_share), len(eligible))
+    rand_idx = sorted(rng.choice(eligible, size=n_rand, replace=False).tolist()) if n_rand else []
     n_unc = budget - n_rand
     sizes = df["doc_id"].value_counts().to_dict()
     cap = ({d: int(per_doc_cap) for d in sizes} if per_doc_cap is not None
            else default_per_doc_cap(n_unc, sizes))
-    skip = set(map(str, exclude))
     cand = df.drop(index=rand_idx)
     cand = cand[~cand["excerpt_id"].isin(skip)]
     cand = cand.sort_values(["_wrong", "excerpt_id"], ascending=[False, True], kind="stable")

@@ -165,7 +165,29 @@ def test_spread_over_roles_and_codes(study):
 def test_already_reviewed_excerpts_are_not_chosen_again(study):
     first = select(study, 30)
     again = select(study, 30, exclude=first.excerpt_id)
-    assert not set(again.query("sample == 'uncertain'").excerpt_id) & set(first.excerpt_id)
+    assert not set(again.excerpt_id) & set(first.excerpt_id)  # the random part too: round 2 is measured afresh
+    assert (again["sample"] == "random").sum() == (first["sample"] == "random").sum()
+    assert select(study, 30, exclude=[]).equals(first)  # nothing excluded: the same draw as before
+
+
+def test_code_ids_that_are_review_file_columns_are_refused_before_any_review(study):
+    pred, turns, texts = study
+    renamed = pred.rename(columns={"p_consumer": "p_trust"})
+    codes = ["trust" if c == "consumer" else c for c in CODES]
+    thresholds = {("trust" if c == "consumer" else c): t for c, t in THRESHOLDS.items()}
+    with pytest.raises(DiscourseError, match="code id\\(s\\) trust are also columns of the review file"):
+        select_for_review(renamed, turns, texts, codes, thresholds, 10)
+
+
+def test_xlsx_queue_keeps_text_that_excel_would_mangle(study, tmp_path):
+    pred, turns, texts = study
+    pred = pred.copy()
+    pred.loc[:, "text"] = "= the same, I mean\x0cpage two"
+    q = select_for_review(pred, turns, texts, CODES, THRESHOLDS, 5)
+    write_queue(q, CODES, tmp_path / "q.xlsx", codebook=CODEBOOK, about={})
+    ws = load_workbook(tmp_path / "q.xlsx")["review"]
+    col = [c.value for c in ws[1]].index("text") + 1
+    assert ws.cell(2, col).value == "= the same, I mean page two" and ws.cell(2, col).data_type == "s"
 
 
 def test_context_from_the_canonical_text(study):
