@@ -41,7 +41,7 @@ def audit() -> None:
 @click.option("--model", "model_dir", default=None, type=click.Path(file_okay=False),
               help="Model folder for thresholds and codebook (default: the one that made the predictions, else models/default).")
 @click.option("--skip-reviewed", "store", default=None, type=click.Path(dir_okay=False),
-              help="A reviewed-codes store: its excerpts are not chosen again as uncertain.")
+              help="A reviewed-codes store: its excerpts are not chosen again, for either part of the queue.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="queue.xlsx (for a person) or queue.csv")
 def select_cmd(predictions, budget, random_share, per_doc_cap, seed, model_dir, store, output):
     """Choose excerpts to review from a classify folder.
