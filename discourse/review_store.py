@@ -81,7 +81,8 @@ def apply_review(reviewed: pd.DataFrame, store_path: str | os.PathLike, model_in
             old[col] = np.nan if col.startswith("p_") else ""
     old_cols = cols + [c for c in old.columns if c not in cols]
     old = old[old_cols]
-    key = lambda d: d["excerpt_id"].astype(str) + "\x00" + d["reviewer"].astype(str)  # noqa: E731
+    # one reviewer, however the name is typed ("Ruth", "ruth "), has one decision per excerpt
+    key = lambda d: d["excerpt_id"].astype(str) + "\x00" + d["reviewer"].astype(str).str.strip().str.casefold()  # noqa: E731
     old_by_key = dict(zip(key(old), range(len(old))))
     counts = {"new": 0, "updated": 0, "unchanged": 0}
     keep_new = []
@@ -127,14 +128,19 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return (max(0.0, mid - half), min(1.0, mid + half))
 
 
+MIN_FOR_INTERVAL = 10  # random-sample rows below which no kappa interval is given
+
+
 def bootstrap_kappa(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
     """Percentile 95% interval of Cohen's kappa, resampling excerpts.
 
-    Resamples in which kappa is not defined (both codings all yes or all no)
-    are left out; if every resample is such, the interval is (nan, nan).
+    With fewer than ``MIN_FOR_INTERVAL`` excerpts the interval is (nan, nan): too
+    few to say, rather than a point that looks exact. Resamples in which kappa
+    is not defined (both codings all yes or all no) are left out; if that is
+    half of them or more (a code nobody used), the interval is (nan, nan) too.
     """
     a, b = np.asarray(a, bool), np.asarray(b, bool)
-    if len(a) == 0:
+    if len(a) < MIN_FOR_INTERVAL:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(a), size=(n_boot, len(a)))
@@ -143,7 +149,7 @@ def bootstrap_kappa(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int 
         both = np.concatenate([a[i], b[i]])
         if both.min() != both.max():
             ks.append(cohen_kappa(a[i], b[i]))
-    if not ks:
+    if len(ks) < n_boot / 2:
         return (float("nan"), float("nan"))
     return float(np.quantile(ks, 0.025)), float(np.quantile(ks, 0.975))
 
@@ -197,8 +203,9 @@ def format_summary(summary: dict) -> str:
         lines.append("per-code agreement on the random sample (Cohen's kappa, 95% bootstrap CI; model/reviewer yes):")
         for code, k in r["kappa"].items():
             if k["informative"]:
-                lines.append(f"  {code:<14} {k['kappa']:6.2f}  ({k['ci_low']:.2f} to {k['ci_high']:.2f})  "
-                             f"{k['model_yes']}/{k['reviewer_yes']}")
+                ci = ("no interval: too few rows" if math.isnan(k["ci_low"])
+                      else f"{k['ci_low']:.2f} to {k['ci_high']:.2f}")
+                lines.append(f"  {code:<14} {k['kappa']:6.2f}  ({ci})  {k['model_yes']}/{k['reviewer_yes']}")
             else:
                 lines.append(f"  {code:<14}    n/a  (all {'yes' if k['model_yes'] else 'no'} from both: "
                              "kappa is not defined)")

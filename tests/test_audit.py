@@ -286,6 +286,8 @@ def test_round_trip_select_review_apply(study, tmp_path):
     fill_xlsx(path, {ids[0]: {"consumer": "no"}})
     later = apply_review(read_review(path, CODES), store, MODEL_INFO, today="2026-03-03", codes=CODES)
     assert later["updated"] == 1 and later["store_rows"] == 3
+    fill_xlsx(path, {ids[0]: {"consumer": "no"}}, reviewer=" ruth")  # the same reviewer, typed another way
+    assert apply_review(read_review(path, CODES), store, MODEL_INFO, today="2026-03-03", codes=CODES)["store_rows"] == 3
     fill_xlsx(path, answers, reviewer="Sam")
     other = apply_review(read_review(path, CODES), store, MODEL_INFO, today="2026-03-04", codes=CODES)
     assert other["new"] == 3 and other["store_rows"] == 6
@@ -444,6 +446,12 @@ def test_summary_uses_only_the_random_sample_for_accuracy():
     assert c["added"] == 2 and c["removed"] == 20 and c["rows_changed"] == 22
     assert c["by_code"]["empowered"] == {"added": 0, "removed": 20}
     assert wilson_interval(0, 0) != wilson_interval(0, 0)  # nan when nothing was sampled
+    from discourse.review_store import bootstrap_kappa
+
+    lo, hi = bootstrap_kappa(np.array([1, 0, 0]), np.array([1, 0, 0]))  # three excerpts: too few to say
+    assert np.isnan(lo) and np.isnan(hi)
+    few = review_summary(pd.DataFrame(rows[3:8]), CODES, n_boot=200)  # five rows, two of them consumer
+    assert "consumer" in format_summary(few) and "(no interval: too few rows)" in format_summary(few)
 
 
 def test_reviewed_as_coded_checks_codes(tmp_path):
