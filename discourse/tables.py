@@ -234,7 +234,7 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), exact: b
             named = [n for n in df.index.names if n is not None]
             df = (df.reset_index(level=named) if named else df).reset_index(drop=True)
         elif suffix == ".xlsx":
-            df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+            df = _read_xlsx(path)
         else:
             raise DiscourseError(
                 f"unknown table type '{suffix}': use .csv, .parquet or .xlsx", path
@@ -258,6 +258,16 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), exact: b
             f"missing column(s) {', '.join(missing)}; found: {', '.join(map(str, df.columns)) or 'none'}",
             path,
         )
+    return df
+
+
+def _read_xlsx(path: Path) -> pd.DataFrame:
+    """The first sheet, all cells as text, names as in its first row (pandas would rename repeated ones)."""
+    raw = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl", header=None)
+    if raw.empty:
+        raise pd.errors.EmptyDataError("no rows")
+    df = raw.iloc[1:].reset_index(drop=True)
+    df.columns = [str(v) for v in raw.iloc[0]]
     return df
 
 

@@ -473,3 +473,21 @@ def test_a_csv_of_several_documents_is_read_without_a_manifest(run_cli, tmp_path
     (both / "g1.txt").write_text("Interviewer: Hello?\nR: We run it ourselves now.\n", encoding="utf-8")
     code, _, err = run_cli("segment", both, "-o", tmp_path / "y.csv")
     one_line_error(code, err, "two documents would both be doc 'g1'", "give them a manifest")
+
+
+def test_xlsx_header_is_read_as_written(tmp_path):
+    from openpyxl import Workbook
+
+    from discourse.errors import DiscourseError
+    from discourse.tables import read_table
+
+    wb = Workbook()
+    wb.active.append(["id", "text", 2019])
+    wb.active.append(["001", "We answer to them.", 3.5])
+    wb.save(tmp_path / "ok.xlsx")
+    df = read_table(tmp_path / "ok.xlsx", required=("text",))
+    assert df.columns.tolist() == ["id", "text", "2019"] and df.values.tolist() == [["001", "We answer to them.", "3.5"]]
+    wb.active.cell(1, 3).value = "id"  # pandas would have called it id.1
+    wb.save(tmp_path / "dup.xlsx")
+    with pytest.raises(DiscourseError, match="'id' used more than once"):
+        read_table(tmp_path / "dup.xlsx")
