@@ -114,9 +114,10 @@ def apply_cmd(reviewed, store, model_dir, reviewer):
                              "fill in yes or no under the codes, save, and apply again", reviewed)
     info = model_info(model_dir)
     made_by = df.attrs.get("about", {}).get("model manifest sha256", "")
-    if made_by and not info["model_sha256"].startswith(made_by):
-        _warn(f"{reviewed} was made from the predictions of model '{df.attrs['about'].get('model')}' ({made_by[:16]}), "
-              f"but --model is {model_dir} ({info['model_sha256'][:16]}): give --model the model that made them")
+    if made_by and not info["model_sha256"].startswith(made_by):  # stored under the wrong model, round two would miss it
+        raise DiscourseError(f"made from the predictions of model '{df.attrs['about'].get('model')}' ({made_by[:16]}), "
+                             f"but --model is {model_dir} ({info['model_sha256'][:16]}): give --model the model "
+                             "that made them", reviewed)
     store_path = Path(store) if store else Path(reviewed).parent / "reviewed.parquet"
     summary = apply_review(df, store_path, info, codes=codes)
     click.echo(f"{summary['applied']} reviewed excerpts ({summary['new']} new, {summary['updated']} changed, "

@@ -512,13 +512,14 @@ def test_cli_select_and_apply_on_a_classify_folder(audit_cli, tmp_path):
     assert code == 2 and "no row has an answer (15 rows with every code blank)" in err
     nothing = apply_review(read_review(blank, codes), store, MODEL_INFO, codes=codes)
     assert nothing["applied"] == 0 and nothing["store_rows"] == 4
-    # a queue made from another model's predictions is flagged
+    # a queue made from another model's predictions is refused: its answers would be stored under the wrong model
     other = tmp_path / "other-model"
     other.mkdir()
     (other / "manifest.json").write_text(json.dumps({**manifest, "created": "another day"}))
+    before = store.read_bytes()
     code, stdout, err = audit_cli("audit", "apply", queue, "--store", store, "--model", other)
-    assert code == 0 and "give --model the model that made them" in err
-    assert "4 already stored" in stdout and set(read_store(store).model) == {"default"}  # same decisions kept as made
+    assert code == 2 and "give --model the model that made them" in err and "Traceback" not in err
+    assert store.read_bytes() == before
     # bad arguments are one-line errors
     code, _, err = audit_cli("audit", "select", out, "--budget", 5, "-o", tmp_path / "q.txt")
     assert code == 2 and "a review queue is .xlsx or .csv" in err
