@@ -69,17 +69,17 @@ def import_qdpx_cmd(project, map_path, codebook, output, sources_dir):
     code_map = read_code_map(map_path, book.ids) if map_path else None
     proj = read_qdpx(project)
     _warn_all(proj.warnings, "warnings")
-    if sources_dir:
-        manifest, speakers, warns = extract_sources(proj, sources_dir)
-        _warn_all(warns, "warnings")
-        click.echo(f"{len(manifest)} transcripts, {len(speakers)} speakers -> {Path(sources_dir) / 'manifest.csv'}")
     coded, report = coded_from_project(proj, code_map, book.ids)
-    if coded.empty and len(proj.codings):
+    if coded.empty and len(proj.codings):  # checked before anything is written
         cov = code_coverage(proj, code_map, book.ids)
         shown = ", ".join(f"'{c}'" for c in cov["code"][:8]) + (" ..." if len(cov) > 8 else "")
         raise DiscourseError(
             f"none of the project's codes ({shown}) map to the codebook ({', '.join(book.ids)}): "
             "write a map file and give it with --map (see docs/qda-exchange.md)", project)
+    if sources_dir:
+        manifest, speakers, warns = extract_sources(proj, sources_dir)
+        _warn_all(warns, "warnings")
+        click.echo(f"{len(manifest)} transcripts, {len(speakers)} speakers -> {Path(sources_dir) / 'manifest.csv'}")
     _warn_all(report, "skipped selections")
     write_table(coded, output)
     coders = coded["coder"].nunique() if len(coded) else 0

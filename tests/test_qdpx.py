@@ -652,11 +652,11 @@ def test_cli_import_qdpx_with_map_and_sources(cli_run, nvivo_project, tmp_path):
 def test_cli_import_qdpx_without_a_usable_map_says_what_to_do(cli_run, tmp_path):
     qde = nvivo_like_qde().replace('name="Consumer"', 'name="Customers"').replace('name="Expertise"', 'name="Knowing"')
     p = broken(tmp_path, qde)
-    code, out, err = cli_run("import-qdpx", p, "-o", tmp_path / "coded.csv")
+    code, out, err = cli_run("import-qdpx", p, "-o", tmp_path / "coded.csv", "--sources", tmp_path / "study")
     assert code == 2
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and "--map" in last and "'Misc'" in last
-    assert not (tmp_path / "coded.csv").exists()
+    assert not (tmp_path / "coded.csv").exists() and not (tmp_path / "study").exists()  # nothing half-written
 
 
 def test_cli_bad_archive_is_one_line_exit_2(cli_run, tmp_path):
