@@ -396,7 +396,8 @@ def resolve_codes(codes: pd.DataFrame, code_map: dict[str, list[str]] | None, co
 
     With a map: a key equal to the code's path wins over a key equal to its
     name (both case-insensitive). Without one: the codebook id equal to the
-    code's name or to its slugged path.
+    code's name or to its slugged path, numbered ``_2``, ``_3``... where codes
+    slug alike, as ``import-qdc`` makes their ids.
     """
     out: dict[str, list[str] | None] = {}
     if code_map is not None:
@@ -411,8 +412,16 @@ def resolve_codes(codes: pd.DataFrame, code_map: dict[str, list[str]] | None, co
                 out[g] = None
         return out, [k for k in code_map if k not in used]
     ids = {c.lower(): c for c in (codebook_ids or [])}
-    for g, name, path in zip(codes["guid"], codes["name"], codes["path"]):
-        hit = ids.get(slug(path)) or ids.get(name.strip().lower())
+    seen: set[str] = set()
+    for g, name, path, codable in zip(codes["guid"], codes["name"], codes["path"], codes["codable"]):
+        cid = slug(path)
+        if codable:  # numbered as import-qdc numbers them, so two codes that slug alike stay two codes
+            base, n = cid, 1
+            while cid in seen:
+                n += 1
+                cid = f"{base}_{n}"
+            seen.add(cid)
+        hit = ids.get(cid) or ids.get(name.strip().lower())
         out[g] = [hit] if hit else None
     return out, []
 

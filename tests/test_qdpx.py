@@ -725,3 +725,12 @@ def test_redacted_export_keeps_selections_on_their_words(tmp_path):
     assert red[newpos(s):newpos(e)].startswith("Then") and red[newpos(s):newpos(e)].endswith("payment.")
     assert newpos(0) == 0 and newpos(len(text)) == len(red)
     assert not Redactor.is_name("R") and not Redactor.is_name("P3") and Redactor.is_name("Dr Okafor")
+
+
+def test_codes_that_slug_alike_resolve_to_the_ids_import_qdc_gives_them():
+    from discourse.qdpx_read import resolve_codes
+
+    codes = pd.DataFrame({"guid": ["g1", "g2", "g3"], "name": ["Экономика", "Забота", "Consumer-choice"],
+                          "path": ["Экономика", "Забота", "Consumer-choice"], "codable": [True, True, True]})
+    out, _ = resolve_codes(codes, None, ["code", "code_2", "consumer_choice"])
+    assert out == {"g1": ["code"], "g2": ["code_2"], "g3": ["consumer_choice"]}  # before: both Cyrillic codes -> code
