@@ -112,6 +112,10 @@ def _clean(value) -> str:
 def decode_source(data: bytes) -> tuple[str, str | None]:
     """Decode a plain-text source: BOM-marked UTF-8/UTF-16, else UTF-8, else Windows-1252 (with a warning).
 
+    Text that is UTF-8 but for a few stray bytes stays UTF-8 (each stray byte one replacement character, so
+    positions after it are not shifted, as they would be if every accented letter became two); text with no
+    valid multi-byte UTF-8 character at all is read as Windows-1252.
+
     A BOM is not part of the text: positions count from the first character after it.
     """
     if data.startswith(codecs.BOM_UTF8):
@@ -122,7 +126,12 @@ def decode_source(data: bytes) -> tuple[str, str | None]:
     try:
         return data.decode("utf-8"), None
     except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace"), "not UTF-8; read as Windows-1252"
+        pass
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd")
+    if any(ord(ch) > 127 and ch != "\ufffd" for ch in text):  # real UTF-8 beside a stray byte: positions count in it
+        return text, f"not valid UTF-8: {bad} stray byte(s) read as replacement characters"
+    return data.decode("cp1252", errors="replace"), "not UTF-8; read as Windows-1252"
 
 
 

@@ -734,3 +734,13 @@ def test_codes_that_slug_alike_resolve_to_the_ids_import_qdc_gives_them():
                           "path": ["Экономика", "Забота", "Consumer-choice"], "codable": [True, True, True]})
     out, _ = resolve_codes(codes, None, ["code", "code_2", "consumer_choice"])
     assert out == {"g1": ["code"], "g2": ["code_2"], "g3": ["consumer_choice"]}  # before: both Cyrillic codes -> code
+
+
+def test_a_stray_byte_in_a_utf8_source_does_not_shift_positions():
+    from discourse.qdpx_xml import decode_source
+
+    good = "R: café, naïve, résumé. Then the real point"
+    text, warning = decode_source(good.encode() + b"\xff")
+    assert text.index("the real point") == good.index("the real point") and "stray byte" in warning
+    text, warning = decode_source("R: café naïve".encode("cp1252"))  # Windows-1252 throughout stays so
+    assert text == "R: café naïve" and "Windows-1252" in warning
