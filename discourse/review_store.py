@@ -162,12 +162,24 @@ def _code_matrix(values: Iterable[str], codes: Sequence[str]) -> np.ndarray:
 def review_summary(store: pd.DataFrame, codes: Sequence[str], n_boot: int = 2000, seed: int = 0) -> dict:
     """The model against its reviewers.
 
-    From the random-sample rows only (an unbiased estimate): exact-match
+    An excerpt reviewed by several people counts once, by its latest decision; how
+    many such excerpts there are, and on how many the reviewers differ, is under
+    ``reviewers``. From the random-sample rows only (an unbiased estimate): exact-match
     accuracy (model code set == reviewer's) with a Wilson 95% interval, and per
     code Cohen's kappa with a bootstrap 95% interval. From all rows: how many
     model codes the reviewers added and removed.
     """
     codes = list(codes)
+    disagree = {"excerpts": 0, "differ": 0, "ids": []}
+    if {"excerpt_id", "reviewer", "review_date"} <= set(store.columns) and len(store):
+        who = store.assign(_r=store["reviewer"].astype(str).str.strip().str.casefold())
+        many = who.groupby("excerpt_id", sort=True).agg(n=("_r", "nunique"), sets=("codes", lambda v: len(set(map(str, v)))))
+        many = many[many["n"] > 1]
+        differ = many.index[many["sets"] > 1].tolist()
+        disagree = {"excerpts": len(many), "differ": len(differ), "ids": differ[:5]}
+        # each excerpt counts once, by its latest decision, as training takes it (reviewed_as_coded)
+        store = store.sort_values(["excerpt_id", "review_date", "reviewer"], kind="stable").drop_duplicates(
+            "excerpt_id", keep="last")
     M = _code_matrix(store["model_codes"], codes)
     R = _code_matrix(store["codes"], codes)
     rand = (store["sample"] == "random").to_numpy()
@@ -185,6 +197,7 @@ def review_summary(store: pd.DataFrame, codes: Sequence[str], n_boot: int = 2000
     return {
         "random": {"n": n, "exact_match": k, "accuracy": k / n if n else float("nan"),
                    "ci": wilson_interval(k, n), "kappa": per_code},
+        "reviewers": disagree,
         "corrections": {"rows": len(store), "rows_changed": int((added | removed).any(axis=1).sum()),
                         "added": int(added.sum()), "removed": int(removed.sum()),
                         "by_code": {c: {"added": int(added[:, j].sum()), "removed": int(removed[:, j].sum())}
@@ -215,6 +228,10 @@ def format_summary(summary: dict) -> str:
         lines.append("no random-sample rows reviewed yet: accuracy cannot be estimated without bias")
     lines.append(f"corrections in {c['rows']} reviewed excerpts: {c['added']} code(s) added, {c['removed']} removed "
                  f"({c['rows_changed']} excerpts changed)")
+    d = summary.get("reviewers") or {}
+    if d.get("excerpts"):
+        lines.append(f"{d['excerpts']} excerpt(s) reviewed by more than one person, counted once (latest decision); "
+                     f"the reviewers differ on {d['differ']}" + (f": {', '.join(d['ids'])}" if d["ids"] else ""))
     return "\n".join(lines)
 
 

@@ -291,6 +291,10 @@ def test_round_trip_select_review_apply(study, tmp_path):
     fill_xlsx(path, answers, reviewer="Sam")
     other = apply_review(read_review(path, CODES), store, MODEL_INFO, today="2026-03-04", codes=CODES)
     assert other["new"] == 3 and other["store_rows"] == 6
+    # an excerpt two people reviewed counts once (the latest decision); where they differ is said
+    assert other["corrections"]["rows"] == 3
+    assert other["reviewers"] == {"excerpts": 3, "differ": 1, "ids": [ids[0]]}
+    assert f"the reviewers differ on 1: {ids[0]}" in format_summary(other)
     coded = reviewed_as_coded(store, CODES)
     assert list(coded.columns) == ["text", "codes", "coder", "source", "batch", "id"]
     assert len(coded) == 3 and set(coded.source) == {"reviewed"} and set(coded.batch) == {"reviewed"}
