@@ -266,14 +266,10 @@ class DiscourseClassifier:
         P = self._calibrate(oof)
         self.thresholds_ = [best_threshold(Y[:, j], P[:, j]) for j in range(len(self.codes))]
         self.cv_proba_, self.cv_folds_ = P, folds
-        pred = P >= np.asarray(self.thresholds_)
-        table = agreement_table(Y, pred, self.codes)
         self.cv_ = {
             "folds": k,
             "grouped_by": "groups" if grouped else "stratified excerpts",
-            "macro_f1": float(table.loc[table.code == "macro", "f1"].iloc[0]),
-            "ece": expected_calibration_error(Y, P),
-            "per_code": table.set_index("code")[["precision", "recall", "f1", "kappa"]].round(4).to_dict("index"),
+            **_agreement(Y, P, P >= np.asarray(self.thresholds_), self.codes),
             "reliability": [
                 {k: (None if isinstance(v, float) and np.isnan(v) else round(float(v), 4)) for k, v in r.items()}
                 for r in reliability_curve(Y, P).to_dict("records")
@@ -490,6 +486,11 @@ def _nested_metrics(oof: np.ndarray, Y: np.ndarray, folds: np.ndarray, codes: li
             a, b = _platt(oof[rest, j], Y[rest, j])
             P[held, j] = _sigmoid(oof[held, j] * a + b)
             C[held, j] = P[held, j] >= best_threshold(Y[rest, j], _sigmoid(oof[rest, j] * a + b))
+    return _agreement(Y, P, C, codes)
+
+
+def _agreement(Y: np.ndarray, P: np.ndarray, C: np.ndarray, codes: list[str]) -> dict:
+    """Macro-F1, ECE and per-code precision, recall, F1 and kappa of probabilities ``P`` and codes ``C``."""
     table = agreement_table(Y, C, codes)
     return {
         "macro_f1": float(table.loc[table.code == "macro", "f1"].iloc[0]),

@@ -390,6 +390,16 @@ def _path_key(name: str) -> str:
     return "/".join(p.strip() for p in name.split("/")).lower()
 
 
+def _numbered_id(base: str, seen: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``... if already in ``seen``; the id returned is added to ``seen``."""
+    cid, n = base, 1
+    while cid in seen:
+        n += 1
+        cid = f"{base}_{n}"
+    seen.add(cid)
+    return cid
+
+
 def resolve_codes(codes: pd.DataFrame, code_map: dict[str, list[str]] | None, codebook_ids: list[str] | None
                   ) -> tuple[dict[str, list[str] | None], list[str]]:
     """Codebook ids for each QDA code guid (None: not covered), and the map keys that matched nothing.
@@ -414,13 +424,8 @@ def resolve_codes(codes: pd.DataFrame, code_map: dict[str, list[str]] | None, co
     ids = {c.lower(): c for c in (codebook_ids or [])}
     seen: set[str] = set()
     for g, name, path, codable in zip(codes["guid"], codes["name"], codes["path"], codes["codable"]):
-        cid = slug(path)
-        if codable:  # numbered as import-qdc numbers them, so two codes that slug alike stay two codes
-            base, n = cid, 1
-            while cid in seen:
-                n += 1
-                cid = f"{base}_{n}"
-            seen.add(cid)
+        # numbered as import-qdc numbers them, so two codes that slug alike stay two codes
+        cid = _numbered_id(slug(path), seen) if codable else slug(path)
         hit = ids.get(cid) or ids.get(name.strip().lower())
         out[g] = [hit] if hit else None
     return out, []
@@ -633,12 +638,7 @@ def import_qdc(path: str | os.PathLike) -> dict:
     out, seen = [], set()
     for r in codes[codes["codable"]].to_dict("records"):
         desc = parse_description(r["description"])
-        base = slug(r["path"])
-        cid, n = base, 1
-        while cid in seen:
-            n += 1
-            cid = f"{base}_{n}"
-        seen.add(cid)
+        cid = _numbered_id(slug(r["path"]), seen)
         code = {"id": cid, "label": desc.get("label") or r["path"],
                 "definition": desc.get("definition") or f"{r['path']} (no description in the QDA codebook)"}
         for k in ("include", "exclude", "examples"):

@@ -128,7 +128,7 @@ def decode_source(data: bytes) -> tuple[str, str | None]:
     except UnicodeDecodeError:
         pass
     text = data.decode("utf-8", errors="replace")
-    bad = text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())  # replacement characters that were not in the file
     if any(ord(ch) > 127 and ch != "\ufffd" for ch in text):  # real UTF-8 beside a stray byte: positions count in it
         return text, f"not valid UTF-8: {bad} stray byte(s) read as replacement characters"
     return data.decode("cp1252", errors="replace"), "not UTF-8; read as Windows-1252"

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DiscourseError
-from .tables import _EXCEL_ILLEGAL, atomic_path, read_table, write_table, zip_bytes, zip_members
+from .tables import atomic_path, excel_safe, read_table, text_not_formulas, write_table, zip_bytes, zip_members
 
 REVIEW_SHEET = "review"
 INSTRUCTIONS_SHEET = "instructions"
@@ -75,11 +75,6 @@ def _normalise_xlsx(path: Path) -> None:
     path.write_bytes(zip_bytes(items))
 
 
-def _cell_text(v):
-    """Text as an XLSX cell can hold it: control characters (a form feed from a PDF, say) become spaces."""
-    return _EXCEL_ILLEGAL.sub(" ", v) if isinstance(v, str) else v
-
-
 def write_queue(queue: pd.DataFrame, codes: Sequence[str], path: str | os.PathLike,
                 codebook: Mapping | None = None, about: Mapping | None = None) -> None:
     """Write the queue: ``.csv`` plainly, ``.xlsx`` for a person (dropdowns, instructions), atomically.
@@ -107,11 +102,8 @@ def write_queue(queue: pd.DataFrame, codes: Sequence[str], path: str | os.PathLi
     cols = list(queue.columns)
     ws.append(cols)
     for row in queue.itertuples(index=False):
-        ws.append([None if (isinstance(v, float) and math.isnan(v)) or v == "" else _cell_text(v) for v in row])
-    for row in ws.iter_rows(min_row=2):
-        for cell in row:
-            if cell.data_type == "f":  # openpyxl reads a leading "=" as a formula: keep the words as words
-                cell.data_type = "s"
+        ws.append([None if (isinstance(v, float) and math.isnan(v)) or v == "" else excel_safe(v) for v in row])
+    text_not_formulas(ws)
     n = len(queue)
     bold, fill = Font(bold=True), PatternFill("solid", fgColor="FFF2CC")
     wrap = Alignment(wrap_text=True, vertical="top")

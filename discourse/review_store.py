@@ -53,6 +53,11 @@ def read_store(store_path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
+def _reviewer_key(names: pd.Series) -> pd.Series:
+    """One reviewer however the name is typed ("Ruth", "ruth "): one decision per excerpt, one voice."""
+    return names.astype(str).str.strip().str.casefold()
+
+
 def apply_review(reviewed: pd.DataFrame, store_path: str | os.PathLike, model_info: Mapping,
                  today: str | None = None, codes: Sequence[str] | None = None) -> dict:
     """Append reviewed decisions to the store (created if absent); returns ``review_summary`` plus counts.
@@ -81,8 +86,7 @@ def apply_review(reviewed: pd.DataFrame, store_path: str | os.PathLike, model_in
             old[col] = np.nan if col.startswith("p_") else ""
     old_cols = cols + [c for c in old.columns if c not in cols]
     old = old[old_cols]
-    # one reviewer, however the name is typed ("Ruth", "ruth "), has one decision per excerpt
-    key = lambda d: d["excerpt_id"].astype(str) + "\x00" + d["reviewer"].astype(str).str.strip().str.casefold()  # noqa: E731
+    key = lambda d: d["excerpt_id"].astype(str) + "\x00" + _reviewer_key(d["reviewer"])  # noqa: E731
     old_by_key = dict(zip(key(old), range(len(old))))
     counts = {"new": 0, "updated": 0, "unchanged": 0}
     keep_new = []
@@ -172,7 +176,7 @@ def review_summary(store: pd.DataFrame, codes: Sequence[str], n_boot: int = 2000
     codes = list(codes)
     disagree = {"excerpts": 0, "differ": 0, "ids": []}
     if {"excerpt_id", "reviewer", "review_date"} <= set(store.columns) and len(store):
-        who = store.assign(_r=store["reviewer"].astype(str).str.strip().str.casefold())
+        who = store.assign(_r=_reviewer_key(store["reviewer"]))
         many = who.groupby("excerpt_id", sort=True).agg(n=("_r", "nunique"), sets=("codes", lambda v: len(set(map(str, v)))))
         many = many[many["n"] > 1]
         differ = many.index[many["sets"] > 1].tolist()

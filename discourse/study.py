@@ -41,7 +41,7 @@ def read_study(
     study = Study()
     meta_cols = [c for c in manifest.columns if c not in DOC_META_EXCLUDE and c != "doc_id"]
     rows = manifest.to_dict("records")
-    frames = []
+    frames, seen_ids = [], set()
     for row in progress(rows) if progress else rows:
         doc_id = row["doc_id"]
         try:
@@ -54,7 +54,7 @@ def read_study(
             study.skipped.append((doc_id, exc.line()))
             continue
         for doc in docs:
-            if any(d.doc_id == doc.doc_id for d in study.documents):
+            if doc.doc_id in seen_ids:
                 raise DiscourseError(f"two documents would both be doc '{doc.doc_id}': give them a manifest", row["path"])
             if doc.turns.empty:
                 reason = f"{row['path']}: no turns of speech found"
@@ -62,6 +62,7 @@ def read_study(
                     raise DiscourseError("no turns of speech found", row["path"])
                 study.skipped.append((doc_id, reason))
                 continue
+            seen_ids.add(doc.doc_id)
             study.documents.append(doc)
             study.warnings.extend(doc.warnings)
             turns = doc.turns.copy()

@@ -116,11 +116,21 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
         elif suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         else:
-            _write_xlsx(_table_for_text(df), tmp)
+            _write_sheets({"Sheet1": _table_for_text(df)}, tmp)
 
 
-def _write_xlsx(df: pd.DataFrame, path: Path) -> None:
-    _write_sheets({"Sheet1": df}, path)
+def excel_safe(v):
+    """A value as an XLSX cell can hold it: control characters (a form feed from a PDF, say) become spaces."""
+    return _EXCEL_ILLEGAL.sub(" ", v) if isinstance(v, str) else v
+
+
+def text_not_formulas(ws) -> None:
+    """Cells of an openpyxl sheet (below its header) that openpyxl took for formulas, because the text starts
+    with ``=``, kept as the text they are."""
+    for row in ws.iter_rows(min_row=2):
+        for cell in row:
+            if cell.data_type == "f":
+                cell.data_type = "s"
 
 
 def write_sheets(tables: dict[str, pd.DataFrame], path: str | os.PathLike) -> None:
@@ -150,16 +160,8 @@ def _write_sheets(tables: dict[str, pd.DataFrame], path: Path) -> None:
 
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         for name, df in tables.items():
-            df = df.copy()
-            for j in range(df.shape[1]):
-                col = df.iloc[:, j]
-                if col.map(lambda v: isinstance(v, str)).any():
-                    df.isetitem(j, col.map(lambda v: _EXCEL_ILLEGAL.sub(" ", v) if isinstance(v, str) else v))
-            df.to_excel(writer, sheet_name=name, index=False)
-            for row in writer.sheets[name].iter_rows(min_row=2):
-                for cell in row:
-                    if cell.data_type == "f":  # openpyxl reads a leading "=" as a formula
-                        cell.data_type = "s"
+            df.map(excel_safe).to_excel(writer, sheet_name=name, index=False)
+            text_not_formulas(writer.sheets[name])
         writer.book.properties.created = datetime(2000, 1, 1)
     fixed = re.compile(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)")  # openpyxl stamps "modified" on save
     members = [(n, fixed.sub(rb"\g<1>2000-01-01T00:00:00Z\g<2>", b) if n == "docProps/core.xml" else b)
