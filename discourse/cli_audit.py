@@ -50,7 +50,7 @@ def select_cmd(predictions, budget, random_share, per_doc_cap, seed, model_dir, 
     predictions.parquet; turns.parquet and texts/ beside it give the context.
     """
     from .audit import read_classify_folder, select_for_review
-    from .review_file import write_queue
+    from .review_file import MODEL_KEY, write_queue
     from .review_store import model_info, read_store
     from .model import read_model_manifest
 
@@ -77,7 +77,7 @@ def select_cmd(predictions, budget, random_share, per_doc_cap, seed, model_dir, 
                               per_doc_cap=per_doc_cap, seed=seed, exclude=exclude)
     same = not fp or info["model_sha256"].startswith(fp)
     about = {"predictions": Path(predictions).resolve().name, "model": run_model.get("folder") or info["model"],
-             "model manifest sha256": info["model_sha256"] if same else fp,
+             MODEL_KEY: info["model_sha256"] if same else fp,
              "budget": budget, "random share": random_share, "seed": seed}
     write_queue(queue, codes, output, codebook=manifest.get("codebook"), about=about)
     n_rand = int((queue["sample"] == "random").sum())
@@ -102,7 +102,7 @@ def apply_cmd(reviewed, store, model_dir, reviewer):
     accuracy and per-code kappa with 95% intervals, and how many codes
     reviewers corrected.
     """
-    from .review_file import read_review
+    from .review_file import check_queue_model, read_review
     from .review_store import apply_review, format_summary, model_info
     from .model import read_model_manifest
 
@@ -113,11 +113,7 @@ def apply_cmd(reviewed, store, model_dir, reviewer):
         raise DiscourseError(f"no row has an answer ({df.attrs['skipped']} rows with every code blank): "
                              "fill in yes or no under the codes, save, and apply again", reviewed)
     info = model_info(model_dir)
-    made_by = df.attrs.get("about", {}).get("model manifest sha256", "")
-    if made_by and not info["model_sha256"].startswith(made_by):  # stored under the wrong model, round two would miss it
-        raise DiscourseError(f"made from the predictions of model '{df.attrs['about'].get('model')}' ({made_by[:16]}), "
-                             f"but --model is {model_dir} ({info['model_sha256'][:16]}): give --model the model "
-                             "that made them", reviewed)
+    check_queue_model(df.attrs.get("about", {}), info, model_dir, reviewed)  # else round two would miss them
     store_path = Path(store) if store else Path(reviewed).parent / "reviewed.parquet"
     summary = apply_review(df, store_path, info, codes=codes)
     click.echo(f"{summary['applied']} reviewed excerpts ({summary['new']} new, {summary['updated']} changed, "

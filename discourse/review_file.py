@@ -19,7 +19,9 @@ INSTRUCTIONS_SHEET = "instructions"
 YES = {"yes", "y", "1", "1.0"}
 NO = {"no", "n", "0", "0.0"}
 REQUIRED_REVIEW = ("excerpt_id", "doc_id", "start", "end", "text", "sample", "model_codes")
-OPTIONAL_REVIEW = ("review_id", "speaker", "role", "trust", "context_before", "context_after", "notes", "reviewer")
+OPTIONAL_REVIEW = ("review_id", "speaker", "role", "trust", "context_before", "context_after", "notes", "reviewer",
+                   "model_sha256")
+MODEL_KEY = "model manifest sha256"  # the provenance line (XLSX) that the CSV queue's model_sha256 column carries
 SAMPLES = ("random", "uncertain")
 
 _WIDTHS = {"review_id": 8, "sample": 10, "excerpt_id": 12, "doc_id": 9, "start": 7, "end": 7, "speaker": 12,
@@ -85,8 +87,9 @@ def write_queue(queue: pd.DataFrame, codes: Sequence[str], path: str | os.PathLi
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        write_table(queue, path)
+    if suffix == ".csv":  # no instructions sheet: the model's fingerprint rides on every row
+        sha = str((about or {}).get(MODEL_KEY, ""))
+        write_table(queue.assign(model_sha256=sha) if sha else queue, path)
         return
     if suffix != ".xlsx":
         raise DiscourseError(f"a review queue is .xlsx or .csv, not '{suffix}'", path)
@@ -168,7 +171,13 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, str | None, list[int]]:
     if suffix == ".csv":
         df = read_table(path)
         df.columns = [str(c) for c in df.columns]
-        return df.map(_cell_str) if len(df) else df, None, list(range(2, len(df) + 2))
+        df = df.map(_cell_str) if len(df) else df
+        shas = sorted(set(df["model_sha256"]) - {""}) if "model_sha256" in df.columns else []
+        if len(shas) > 1:
+            raise DiscourseError(f"column 'model_sha256': rows from queues of {len(shas)} different models "
+                                 f"({', '.join(s[:16] for s in shas)}): apply each model's queue on its own", path)
+        df.attrs["about"] = {MODEL_KEY: shas[0]} if shas else {}
+        return df, None, list(range(2, len(df) + 2))
     if suffix != ".xlsx":
         raise DiscourseError(f"a review file is .xlsx or .csv, not '{suffix or 'no suffix'}'", path)
     if not path.is_file():
@@ -221,6 +230,16 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, str | None, list[int]]:
     df = pd.DataFrame(body, columns=header, dtype=object)
     df.attrs["about"] = about
     return df, name, numbers
+
+
+def check_queue_model(about: Mapping, info: Mapping, model_dir, path) -> None:
+    """Refuse a queue made from another model's predictions: its decisions would be stored under the wrong model."""
+    made_by = str(about.get(MODEL_KEY, ""))
+    if made_by and not str(info["model_sha256"]).startswith(made_by):
+        name = about.get("model")
+        raise DiscourseError(f"made from the predictions of {f'model {name!r}' if name else 'another model'} "
+                             f"({made_by[:16]}), but --model is {model_dir} ({str(info['model_sha256'])[:16]}): "
+                             "give --model the model that made them", path)
 
 
 def _where(path: Path, sheet: str | None, row: int | None, col: str | None, columns: list[str]) -> str:

@@ -84,12 +84,13 @@ def make_review_server(queue_path, codes, codebook, store_path, info, reviewer, 
     import math
     import secrets
 
-    from .review_file import load_queue, read_review
+    from .review_file import check_queue_model, load_queue, read_review
     from .review_store import apply_review, read_store
 
     codes = list(codes)
     token = secrets.token_hex(16)
     queue = load_queue(queue_path, codes)
+    check_queue_model(queue.attrs.get("about", {}), info, info.get("model", "the model"), queue_path)
     entries = {c["id"]: c for c in (codebook or {}).get("codes", []) if isinstance(c, dict) and "id" in c}
     book = [{"id": c, "label": entries.get(c, {}).get("label", c), "definition": entries.get(c, {}).get("definition", "")}
             for c in codes]

@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 from discourse.audit import (
     default_per_doc_cap, excerpt_context, n_random_for, queue_columns, select_for_review, wrong_probability,
 )
-from discourse.review_file import read_review, write_queue
+from discourse.review_file import check_queue_model, read_review, write_queue
 from discourse.review_store import (
     apply_review, format_summary, read_store, review_summary, reviewed_as_coded, wilson_interval,
 )
@@ -313,6 +313,32 @@ def test_csv_queue_round_trip(study, tmp_path):
     reviewed = read_review(path, CODES)
     assert len(reviewed) == 2 and set(reviewed.reviewer) == {"Ruth"}  # the one name fills blank reviewer cells
     assert reviewed.codes.tolist() == ["consumer", ""]
+
+
+def test_csv_queue_carries_the_model_that_made_it(study, tmp_path):
+    from discourse.review_page import make_review_server
+
+    q = select(study, 6)
+    path = tmp_path / "queue.csv"
+    write_queue(q, CODES, path, about={"model": "default", "model manifest sha256": MODEL_INFO["model_sha256"]})
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert set(df.model_sha256) == {MODEL_INFO["model_sha256"]}
+    df.loc[0, "consumer"], df.loc[0, "reviewer"] = "yes", "Ruth"
+    df.to_csv(path, index=False)
+    reviewed = read_review(path, CODES)
+    assert reviewed.attrs["about"] == {"model manifest sha256": MODEL_INFO["model_sha256"]}
+    assert "model_sha256" not in reviewed.columns  # the store records the model itself
+    other = {"model": "mine", "model_sha256": "f" * 64}
+    with pytest.raises(DiscourseError, match="give --model the model that made them"):
+        check_queue_model(reviewed.attrs["about"], other, "models/mine", path)
+    check_queue_model(reviewed.attrs["about"], MODEL_INFO, "models/default", path)  # the right model passes
+    with pytest.raises(DiscourseError, match="give --model the model that made them"):  # nor may the page store them
+        make_review_server(path, CODES, CODEBOOK, tmp_path / "reviewed.parquet", other, "Ruth")
+    assert not (tmp_path / "reviewed.parquet").exists()
+    df.loc[1, "model_sha256"] = "f" * 64  # rows pasted from two models' queues
+    df.to_csv(path, index=False)
+    with pytest.raises(DiscourseError, match="rows from queues of 2 different models"):
+        read_review(path, CODES)
 
 
 def test_a_blank_reviewer_needs_a_name(study, tmp_path):
