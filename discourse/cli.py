@@ -390,7 +390,7 @@ def profile_cmd(predictions, by, output):
 @click.argument("outdir", type=click.Path(file_okay=False))
 @model_option
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="HTML file (default: OUTDIR/report.html).")
-@click.option("--redact", is_flag=True, help="Replace names, places and organisations in quoted excerpts.")
+@click.option("--redact", is_flag=True, help="Replace names, places, organisations, contact details and identifiers in quoted excerpts; named speakers become 'Speaker N'.")
 def report_cmd(outdir, model_dir, output, redact):
     """Write one self-contained HTML report (works offline) from a classify folder."""
     from .report import build_report

@@ -127,7 +127,7 @@ def export_qdc_cmd(codebook, output):
 @click.option("--model", "model_dir", default=str(DEFAULT_MODEL), show_default="models/default",
               type=click.Path(file_okay=False), help="The model that classified OUTDIR (its codebook is exported).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="results.qdpx")
-@click.option("--redact", is_flag=True, help="Replace names, places and organisations in the texts; named speakers become 'Speaker N'.")
+@click.option("--redact", is_flag=True, help="Replace names, places, organisations, contact details and identifiers in the texts; named speakers become 'Speaker N'.")
 def export_qdpx_cmd(outdir, model_dir, output, redact):
     """Write a classify output folder as a REFI-QDA project (.qdpx) to review in a QDA tool.
 

@@ -52,16 +52,14 @@ def _newline_map(text: str) -> tuple[str, Callable[[int], int]]:
     return new, lambda o: o - bisect.bisect_left(removed, o)
 
 
-def _pseudonyms(outdir: Path, redactor) -> Callable[[str, str], str]:
-    """Speaker labels that are names become ``Speaker 1``, ``Speaker 2``... per document."""
+def _pseudonyms(outdir: Path) -> Callable[[str, str], str]:
+    """Speaker labels that are names become ``Speaker N`` per document (:func:`discourse.redact.pseudonyms`)."""
+    from .redact import pseudonyms
+
     turns_path = outdir / "turns.parquet"
     table = pd.read_parquet(turns_path, columns=["doc_id", "speaker"]) if turns_path.exists() else \
         pd.read_parquet(outdir / "predictions.parquet", columns=["doc_id", "speaker"])
-    names: dict[tuple[str, str], str] = {}
-    for doc_id, sub in table.drop_duplicates().groupby("doc_id", sort=True):
-        named = sorted(s for s in sub["speaker"].astype(str) if redactor.is_name(s))
-        for i, s in enumerate(named, start=1):
-            names[(str(doc_id), s)] = f"Speaker {i}"
+    names = pseudonyms(table)
     return lambda doc_id, s: names.get((doc_id, s), s)
 
 
@@ -82,7 +80,7 @@ def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.Pa
     """
     outdir = Path(outdir)
     created = creation_time(created)
-    label = (lambda doc_id, s: s) if redactor is None else _pseudonyms(outdir, redactor)
+    label = (lambda doc_id, s: s) if redactor is None else _pseudonyms(outdir)
     pred = read_table(outdir / "predictions.parquet", required=("excerpt_id", "doc_id", "speaker", "start", "end", "codes"))
     pred = pred.copy()
     pred["codes"] = pred["codes"].fillna("").astype(str)
@@ -168,7 +166,8 @@ def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.Pa
     for r in speakers.to_dict("records"):
         key = (str(r["doc_id"]), str(r["speaker"]))
         shown = label(key[0], key[1])
-        case = _el("Case", {"guid": guid_for("case", "/".join(key)), "name": f"{key[0]}/{shown}"}, parent=cases_el)
+        case = _el("Case", {"guid": guid_for("case", f"{key[0]}/{shown}"), "name": f"{key[0]}/{shown}"},  # no name in a guid
+                   parent=cases_el)
         _el("Description", text=f"speaker {shown} in document {key[0]}", parent=case)
         for var in _META:
             value = r.get(var)

@@ -142,10 +142,13 @@ def build_report(outdir: Path, model_dir: Path, path: Path, redact: bool = False
     by_role, by_trust = tables["role"], tables["trust"]
     redactor = None
     if redact:
-        from .redact import Redactor
+        from .redact import Redactor, pseudonyms
 
-        speakers = pd.read_parquet(outdir / "turns.parquet")["speaker"].unique() if (outdir / "turns.parquet").exists() else []
-        redactor = Redactor(names=speakers)
+        table = pd.read_parquet(outdir / "turns.parquet", columns=["doc_id", "speaker"]) \
+            if (outdir / "turns.parquet").exists() else pred[["doc_id", "speaker"]]
+        redactor = Redactor(names=table["speaker"].unique())
+        shown = pseudonyms(table)  # after the profiles: they resample the speakers as labelled
+        pred = pred.assign(speaker=[shown.get((str(d), str(s)), s) for d, s in zip(pred["doc_id"], pred["speaker"])])
     red = redactor or (lambda t: t)
     low = pred[pred["confidence"] < LOW_CONFIDENCE]
     least = low.sort_values(["confidence", "excerpt_id"]).head(10)
