@@ -202,7 +202,7 @@ def evaluate_cmd(model_dir, test_path, second_path, output, backend):
     import json
 
     from .evaluate import (agreement_table, bootstrap_intervals, ceiling_table, expected_calibration_error,
-                           plot_reliability, reliability_curve, to_matrix)
+                           plot_reliability, reliability_curve, to_matrix, without_nan)
     from .reporting import ceiling_markdown, evaluation_markdown
     from .tables import check_writable_folder, write_table, write_text
 
@@ -238,7 +238,7 @@ def evaluate_cmd(model_dir, test_path, second_path, output, backend):
         md += ceiling_markdown(ceiling, Path(second_path).name, len(df))
     elif (out / "ceiling.csv").exists():
         (out / "ceiling.csv").unlink()  # an earlier run's, against another second coding: not this evaluation's
-    write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
+    write_text(json.dumps(without_nan(summary), indent=2) + "\n", out / "summary.json")
     write_text(md, out / "evaluation.md")
     click.echo(md)
 

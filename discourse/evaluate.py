@@ -4,10 +4,17 @@ Per code: precision, recall, F1, Cohen's kappa, Krippendorff's alpha, support;
 macro and micro F1; bootstrap intervals of F1 and kappa; expected calibration
 error and reliability curves for probabilities. All inputs are 0/1 matrices
 (excerpts x codes).
+
+One convention for a metric that is not defined: it is NaN, never a stand-in
+number. F1 (with precision and recall) is not defined for a code neither coding
+used; kappa and alpha are not defined when the two codings are the same
+constant (nobody used the code, or both used it on every excerpt). Macro and
+mean rows average the codes where the metric is defined.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -25,32 +32,35 @@ def to_matrix(code_sets: Sequence[Sequence[str]], codes: Sequence[str]) -> np.nd
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
-    """Cohen's kappa of two binary codings (1.0 when both are constant and equal)."""
+    """Cohen's kappa of two binary codings; NaN when both are the same constant (kappa is 0/0)."""
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     po = float(np.mean(a == b))
     pa, pb = a.mean(), b.mean()
     pe = float(pa * pb + (1 - pa) * (1 - pb))
     if pe >= 1.0:
-        return 1.0 if po == 1.0 else 0.0
+        return math.nan
     return (po - pe) / (1 - pe)
 
 
 def krippendorff_alpha(a: np.ndarray, b: np.ndarray) -> float:
-    """Krippendorff's alpha, nominal, two coders, no missing values."""
+    """Krippendorff's alpha, nominal, two coders, no missing values; NaN when every value is the same."""
     a, b = np.asarray(a, int), np.asarray(b, int)
     n = 2 * len(a)
     n1 = int(a.sum() + b.sum())
     n0 = n - n1
     if n0 == 0 or n1 == 0:
-        return 1.0
+        return math.nan
     d = int(np.sum(a != b))
     return 1.0 - (n - 1) * d / (n0 * n1)
 
 
 def _prf(t: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
+    """Precision, recall and F1; all NaN when neither coding has a positive, else 0.0 for an empty denominator."""
     tp = int(np.sum(t & p))
     fp = int(np.sum(~t & p))
     fn = int(np.sum(t & ~p))
+    if tp + fp + fn == 0:
+        return math.nan, math.nan, math.nan
     prec = tp / (tp + fp) if tp + fp else 0.0
     rec = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
@@ -58,7 +68,11 @@ def _prf(t: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
 
 
 def agreement_table(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[str]) -> pd.DataFrame:
-    """Per-code precision, recall, F1, kappa, alpha and support, plus macro and micro rows."""
+    """Per-code precision, recall, F1, kappa, alpha and support, plus macro and micro rows.
+
+    A metric not defined for a code is NaN; the macro row averages each metric over the codes where it is
+    defined (:func:`undefined_codes` names the others).
+    """
     T, P = np.asarray(Y_true, bool), np.asarray(Y_pred, bool)
     rows = []
     for j, c in enumerate(codes):
@@ -77,23 +91,52 @@ def agreement_table(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[str]
 
 
 def _kappa_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cohen's kappa and F1 from counts (arrays of any matching shape), as ``cohen_kappa`` and ``_prf``."""
+    """Cohen's kappa and F1 from counts (arrays of any matching shape), as ``cohen_kappa`` and ``_prf`` (NaN too)."""
     tn = n - tp - fp - fn
     po = (tp + tn) / n
     pa, pb = (tp + fn) / n, (tp + fp) / n
     pe = pa * pb + (1 - pa) * (1 - pb)
     with np.errstate(divide="ignore", invalid="ignore"):
-        kappa = np.where(pe >= 1.0, np.where(po == 1.0, 1.0, 0.0), (po - pe) / (1 - pe))
-        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+        kappa = np.where(pe >= 1.0, np.nan, (po - pe) / (1 - pe))
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
     return kappa, f1
 
 
+def undefined_codes(table: pd.DataFrame, columns: Sequence[str] = ("f1", "kappa", "alpha"),
+                    skip: Sequence[str] = ("macro", "micro", "mean")) -> list[str]:
+    """The codes of a per-code table (rows other than ``skip``) with any of ``columns`` undefined (NaN)."""
+    rows = table[~table["code"].isin(skip)]
+    return rows.loc[rows[list(columns)].isna().any(axis=1), "code"].tolist()
+
+
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 0
+MAX_UNDEFINED_SHARE = 0.05  # more resamples than this with the metric undefined: no interval (NaN)
 
 
 def _resample_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
     """How often each of ``n`` excerpts is drawn in each of ``n_boot`` seeded resamples (rows sum to ``n``)."""
     return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+
+
+def _row_mean(x: np.ndarray) -> np.ndarray:
+    """Mean of each row over its defined (non-NaN) values; NaN for a row with none."""
+    defined = ~np.isnan(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(defined, x, 0.0).sum(axis=1) / defined.sum(axis=1)
+
+
+def _percentile_interval(x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of each column over the resamples (rows) where it is defined.
+
+    A column undefined in more than ``MAX_UNDEFINED_SHARE`` of them gets no interval (NaN): the resamples
+    that remain are too selective a sample to bound it.
+    """
+    q = [(1 - level) / 2, (1 + level) / 2]
+    ok = np.isnan(x).mean(axis=0) <= MAX_UNDEFINED_SHARE
+    lo, hi = np.full(x.shape[1], np.nan), np.full(x.shape[1], np.nan)
+    if ok.any():
+        lo[ok], hi[ok] = np.nanquantile(x[:, ok], q, axis=0)
+    return lo, hi
 
 
 def bootstrap_intervals(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[str],
@@ -103,6 +146,9 @@ def bootstrap_intervals(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[
 
     Each of ``n_boot`` resamples draws as many excerpts as there are, with
     replacement (seeded); the rows match ``agreement_table``'s codes and macro row.
+    A resample's macro mean averages the codes defined in it; the quantiles leave
+    out resamples where the metric is undefined, and a metric undefined in more
+    than ``MAX_UNDEFINED_SHARE`` of them has no interval (NaN).
     Excerpts of one interview are not independent, so treat the intervals as a lower bound on the uncertainty.
     """
     T, P = np.asarray(Y_true, bool), np.asarray(Y_pred, bool)
@@ -110,12 +156,22 @@ def bootstrap_intervals(Y_true: np.ndarray, Y_pred: np.ndarray, codes: Sequence[
     W = _resample_weights(n, n_boot, seed)
     tp, fp, fn = W @ (T & P), W @ (~T & P), W @ (T & ~P)
     kappa, f1 = _kappa_f1(tp, fp, fn, np.full_like(tp, n))
-    kappa = np.column_stack([kappa, kappa.mean(axis=1)])
-    f1 = np.column_stack([f1, f1.mean(axis=1)])
-    q = [(1 - level) / 2, (1 + level) / 2]
-    (f_lo, f_hi), (k_lo, k_hi) = np.quantile(f1, q, axis=0), np.quantile(kappa, q, axis=0)
+    kappa = np.column_stack([kappa, _row_mean(kappa)])
+    f1 = np.column_stack([f1, _row_mean(f1)])
+    (f_lo, f_hi), (k_lo, k_hi) = _percentile_interval(f1, level), _percentile_interval(kappa, level)
     return pd.DataFrame({"code": [*codes, "macro"], "f1_low": f_lo, "f1_high": f_hi,
                          "kappa_low": k_lo, "kappa_high": k_hi})
+
+
+def without_nan(obj):
+    """``obj`` with every NaN float in it (in dicts and lists, at any depth) as None: JSON null, not the invalid NaN."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: without_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [without_nan(v) for v in obj]
+    return obj
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -183,26 +239,38 @@ def ceiling_table(Y_first: np.ndarray, Y_second: np.ndarray, Y_model: np.ndarray
     Per code: the two coders' kappa (the human ceiling), the model's kappa with
     the first coder, the gap (model minus human) with a paired percentile
     bootstrap interval (both kappas on the same resamples), the target
-    (human kappa less ``margin``) and whether the model meets it. A ``mean`` row
-    averages the codes.
+    (human kappa less ``margin``) and whether the model meets it. A code is not
+    assessable when either kappa is undefined (say, neither coder used it): its
+    gap and ``met`` are empty (NaN, ``<NA>``). The ``mean`` row averages
+    the kappas, gap and target over the assessable codes; its ``first_coded`` and
+    ``second_coded`` are totals over all codes.
     """
     F, S, M = (np.asarray(Y, bool) for Y in (Y_first, Y_second, Y_model))
     n = len(F)
     human = np.array([cohen_kappa(F[:, j], S[:, j]) for j in range(len(codes))])
     model = np.array([cohen_kappa(F[:, j], M[:, j]) for j in range(len(codes))])
+    ok = ~np.isnan(human) & ~np.isnan(model)
     W = _resample_weights(n, n_boot, seed)
     nn = np.full((n_boot, len(codes)), float(n))
     kh, _ = _kappa_f1(W @ (F & S), W @ (~F & S), W @ (F & ~S), nn)
     km, _ = _kappa_f1(W @ (F & M), W @ (~F & M), W @ (F & ~M), nn)
-    gap = np.column_stack([km - kh, (km - kh).mean(axis=1)])
-    hum = np.column_stack([kh, kh.mean(axis=1)])
-    q = [(1 - level) / 2, (1 + level) / 2]
-    (g_lo, g_hi), (h_lo, h_hi) = np.quantile(gap, q, axis=0), np.quantile(hum, q, axis=0)
-    human_all, model_all = np.append(human, human.mean()), np.append(model, model.mean())
+    gap = np.column_stack([km - kh, _row_mean((km - kh)[:, ok])])
+    hum = np.column_stack([kh, _row_mean(kh[:, ok])])
+    (g_lo, g_hi), (h_lo, h_hi) = _percentile_interval(gap, level), _percentile_interval(hum, level)
+    human_all = np.append(human, human[ok].mean() if ok.any() else np.nan)
+    model_all = np.append(model, model[ok].mean() if ok.any() else np.nan)
     target = human_all - margin
+    met = pd.array([bool(m >= t - 1e-12) if a else pd.NA
+                    for m, t, a in zip(model_all, target, [*ok, ok.any()])], dtype="boolean")
     return pd.DataFrame({"code": [*codes, "mean"], "excerpts": n,
                          "first_coded": [*F.sum(axis=0).tolist(), int(F.sum())],
                          "second_coded": [*S.sum(axis=0).tolist(), int(S.sum())],
                          "human_kappa": human_all, "human_kappa_low": h_lo, "human_kappa_high": h_hi,
                          "model_kappa": model_all, "gap": model_all - human_all, "gap_low": g_lo, "gap_high": g_hi,
-                         "target": target, "met": model_all >= target - 1e-12})
+                         "target": target, "met": met})
+
+
+def not_assessable(ceiling: pd.DataFrame) -> list[str]:
+    """The codes of a ``ceiling_table`` whose model and human kappas cannot be compared (``met`` is empty)."""
+    rows = ceiling[ceiling["code"] != "mean"]
+    return rows.loc[rows["met"].isna(), "code"].tolist()
