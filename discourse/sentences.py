@@ -17,17 +17,49 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-# a sentence ends at . ! ? (and closing quotes or brackets), before a space and a capital, digit or quote
-_END = re.compile(r"[.!?]+[\"'\u2019\u201d)\]]*\s+(?=[\"'\u2018\u201c(\[]?[A-Z0-9])")
-_ABBREVIATION = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|St|Cllr|No|vs|etc|e\.g|i\.e)\.$")
+# a sentence ends at . ! ? or … (and closing quotes or brackets), before a space and a letter or digit (perhaps
+# after an opening quote or bracket); ``_ends_sentence`` then asks for a capital (any script) or a digit
+_CLOSE = "\"'\u2019\u201d\u00bb\u00ab\u203a\u2039)\\]"
+_OPEN = "\"'\u2018\u201c\u201e\u00ab\u00bb\u2039\u203a(\\["
+_END = re.compile(rf"[.!?\u2026]+[{_CLOSE}]*\s+(?=[{_OPEN}]*(?P<next>\w+))")
+_LETTER = r"[^\W\d_]"
+_INITIALISM = re.compile(rf"(?:{_LETTER}\.)+{_LETTER}")  # "U.S", "p.m", "e.g"
+_LAST_WORD = re.compile(rf"(?<![\w.])({_INITIALISM.pattern}|\w+)\.$")  # "Dr." -> "Dr", "U.S." -> "U.S"
+# never end a sentence; matched in any case, though an all-capital word (MS, ST) is an acronym, not one of these
+_TITLES = {"dr", "mr", "mrs", "ms", "mx", "prof", "rev", "fr", "st", "cllr", "sgt", "capt", "hon", "vs", "cf", "viz",
+           "approx", "e.g", "i.e"}
+_BEFORE_NUMBER = {"no", "nos", "vol", "fig", "pp"}  # "No. 10", but "The answer was No. We never..." ends
+# after "etc." or an initialism ("U.S.", "p.m."), a sentence ends only if one of these words follows
+_STARTERS = {"I", "We", "He", "She", "It", "They", "You", "The", "This", "That", "There", "Then", "And", "But", "So",
+             "Now"}
 MIN_WORDS = 3  # a shorter piece ("Yes.", "We went.") joins the sentence after it (the last: before it)
+
+
+def _ends_sentence(piece: str, following: str) -> bool:
+    """Whether ``piece`` (with its final punctuation) ends a sentence when the word ``following`` comes next."""
+    if not (following[0].isupper() or following[0].istitle() or following[0].isdecimal()):
+        return False
+    m = _LAST_WORD.search(piece)
+    if m is None:
+        return True
+    word = m.group(1)
+    if len(word) > 1 and word.isupper() and "." not in word:
+        return True  # an acronym: "I have MS. It ..."
+    key = word.lower()
+    if key in _TITLES:
+        return False
+    if key in _BEFORE_NUMBER:
+        return not following[0].isdecimal()
+    if key == "etc" or _INITIALISM.fullmatch(word):
+        return following in _STARTERS
+    return True
 
 
 def split_sentences(text: str, min_words: int = MIN_WORDS) -> list[str]:
     """The excerpt's sentences, each of at least ``min_words`` words where the text allows."""
     pieces, start = [], 0
     for m in _END.finditer(text):
-        if _ABBREVIATION.search(text[start:m.end()].rstrip()):
+        if not _ends_sentence(text[start:m.end()].rstrip(), m.group("next")):
             continue
         pieces.append(text[start:m.end()].strip())
         start = m.end()

@@ -7,7 +7,10 @@ head by binary cross-entropy: either their full weights (``rank=0``, the
 default of ``ModelConfig``) or low-rank adapters on each of their linear maps
 (LoRA, ``W + scale * B @ A``). The head is then dropped: the
 tuned encoder's mean-pooled, L2-normalised embeddings feed the classifier's
-logistic regressions exactly as frozen embeddings do. Fully tuned weight
+logistic regressions exactly as frozen embeddings do. Only an encoder whose own
+embedding is just that (Transformer, mean Pooling, perhaps Normalize) can be
+tuned, and ``Tuner`` checks on two short fixed sentences that its features
+are the encoder's own. Fully tuned weight
 matrices are stored as their change from the base weights truncated to
 ``delta_rank`` by SVD (float16 factors ``B @ A``; other parameters as float16
 values), so a tuned model is a few MB, not tens; the classifier is fitted on
@@ -71,6 +74,7 @@ class Adapter:
     factors: dict[str, tuple[np.ndarray, np.ndarray]]
     scale: float
     weights: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str | None = field(default=None, compare=False)  # the file it was read from, for error messages
 
     def to_bytes(self) -> bytes:
         from safetensors.numpy import save
@@ -97,7 +101,7 @@ class Adapter:
             factors = {n: (arrays[f"{n}.A"], arrays[f"{n}.B"]) for n in names}
         except KeyError as exc:
             raise DiscourseError(f"encoder adapter lacks {exc.args[0]}", source) from None
-        return cls(factors, scale, weights)
+        return cls(factors, scale, weights, None if source is None else str(source))
 
     @cached_property
     def sha256(self) -> str:
@@ -105,27 +109,53 @@ class Adapter:
 
 
 def merge_adapter(auto_model, adapter: Adapter) -> None:
-    """Set each full weight, then add each ``scale * B @ A`` to its linear map's weight, in place."""
+    """Set each full weight, then add each ``scale * B @ A`` to its linear map's weight, in place.
+
+    Every entry is checked against ``auto_model`` first, so an adapter that does not fit changes nothing
+    and ends in one line naming its file.
+    """
     import torch
 
+    params = {name: _fitting_parameter(auto_model, name, w, adapter.source) for name, w in adapter.weights.items()}
+    linears = {name: _fitting_linear(auto_model, name, a, b, adapter.source) for name, (a, b) in adapter.factors.items()}
     with torch.no_grad():
         for name, w in adapter.weights.items():
-            try:
-                param = auto_model.get_parameter(name)
-            except AttributeError:
-                raise DiscourseError(f"the encoder adapter does not fit this encoder (no parameter {name})") from None
-            if tuple(w.shape) != tuple(param.shape):
-                raise DiscourseError(f"the encoder adapter does not fit this encoder ({name} has another shape)")
-            param.copy_(torch.from_numpy(w.astype(np.float32)))
+            params[name].copy_(torch.from_numpy(w.astype(np.float32)))
         for name, (a, b) in adapter.factors.items():
-            try:
-                linear = auto_model.get_submodule(name)
-            except AttributeError:
-                raise DiscourseError(f"the encoder adapter does not fit this encoder (no module {name})") from None
             delta = torch.from_numpy(b.astype(np.float32)) @ torch.from_numpy(a.astype(np.float32)) * adapter.scale
-            if tuple(delta.shape) != tuple(linear.weight.shape):
-                raise DiscourseError(f"the encoder adapter does not fit this encoder ({name} has another shape)")
-            linear.weight += delta.to(linear.weight.dtype)
+            linears[name].weight += delta.to(linears[name].weight.dtype)
+
+
+def _misfit(what: str, source) -> DiscourseError:
+    return DiscourseError(f"the encoder adapter does not fit this encoder ({what})", source)
+
+
+def _fitting_parameter(auto_model, name: str, w: np.ndarray, source):
+    """The parameter ``name`` replaced by ``w``, if it exists with ``w``'s shape."""
+    try:
+        param = auto_model.get_parameter(name)
+    except AttributeError:
+        raise _misfit(f"no parameter {name}", source) from None
+    if tuple(w.shape) != tuple(param.shape):
+        raise _misfit(f"{name} is {tuple(param.shape)}, the adapter's {tuple(w.shape)}", source)
+    return param
+
+
+def _fitting_linear(auto_model, name: str, a: np.ndarray, b: np.ndarray, source):
+    """The linear map ``name`` that ``B @ A`` changes, if it is one and the factors' shapes fit it."""
+    import torch
+
+    try:
+        linear = auto_model.get_submodule(name)
+    except AttributeError:
+        raise _misfit(f"no module {name}", source) from None
+    if not isinstance(linear, torch.nn.Linear):
+        raise _misfit(f"{name} is a {type(linear).__name__}, not a linear map", source)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
+        raise _misfit(f"{name}: factors A {a.shape} and B {b.shape} do not multiply", source)
+    if (b.shape[0], a.shape[1]) != tuple(linear.weight.shape):
+        raise _misfit(f"{name} is {tuple(linear.weight.shape)}, the adapter's {(b.shape[0], a.shape[1])}", source)
+    return linear
 
 
 def _lora_class():
@@ -160,20 +190,64 @@ def _stop_with_output(module, inputs, output):
     raise _Reached(output[0] if isinstance(output, tuple) else output)
 
 
+PROBES = ("We sat on the board.", "It meant power, for once, and nobody could take it away from us.")
+PROBE_TOLERANCE = 1e-4  # largest difference allowed between the tuner's and the encoder's own embedding
+
+
+def _pooling_mode(pooling) -> str:
+    """``"mean"``, ``"cls"``, ``"cls+mean"``...: a Pooling module's mode, in sentence-transformers 5 or 6."""
+    mode = getattr(pooling, "pooling_mode", None)
+    if mode is None and hasattr(pooling, "get_pooling_mode_str"):
+        mode = pooling.get_pooling_mode_str()
+    return "+".join(mode) if isinstance(mode, (list, tuple)) else str(mode)
+
+
+def _check_modules(st_model) -> str:
+    """The encoder's folder, if its embedding is its transformer's mean-pooled tokens (perhaps L2-normalised).
+
+    The tuner computes exactly that; any other pooling or a later module (Dense...) would train the
+    classifier on features the saved model never computes.
+    """
+    auto = getattr(st_model[0], "auto_model", None) if len(st_model) else None
+    folder = str(getattr(auto, "name_or_path", "") or "the encoder")
+    names = [type(m).__name__ for m in st_model]
+    mode = _pooling_mode(st_model[1]) if names[1:2] == ["Pooling"] else ""
+    if auto is None or names[:2] != ["Transformer", "Pooling"] or mode != "mean" or names[2:] not in ([], ["Normalize"]):
+        shown = ", ".join(f"{n} ({mode})" if n == "Pooling" else n for n in names)
+        raise DiscourseError(f"encoder tuning needs Transformer, Pooling (mean) and perhaps Normalize; this encoder has "
+                             f"{shown}: train with --tune-layers 0", folder)
+    return folder
+
+
 class Tuner:
     """Tunes the top ``config.layers`` layers of one sentence-transformers model (BERT- or MPNet-style)."""
 
     def __init__(self, st_model, config: TuneConfig | None = None):
         self.config = config or TuneConfig()
         self.st = st_model
+        self.folder = _check_modules(st_model)
         self.auto = st_model[0].auto_model.eval()
         layers = getattr(getattr(self.auto, "encoder", None), "layer", None)
         if layers is None:
-            raise DiscourseError("encoder tuning needs a BERT- or MPNet-style transformer (encoder.layer)")
+            raise DiscourseError("encoder tuning needs a BERT- or MPNet-style transformer (encoder.layer)", self.folder)
         if not 1 <= self.config.layers <= len(layers):
             raise DiscourseError(f"--tune-layers must be between 1 and {len(layers)} for this encoder")
         self.first = len(layers) - self.config.layers
         self.max_length = int(getattr(st_model, "max_seq_length", 256) or 256)
+        self._check_probes()
+
+    def _check_probes(self) -> None:
+        """Refuse to tune if the tuner's features of a few fixed sentences are not what the encoder computes."""
+        try:
+            mine = self.embed(None, self.hidden_states(PROBES))
+        except (TypeError, ValueError, RuntimeError, AttributeError) as exc:  # layers called another way
+            raise DiscourseError(f"encoder tuning cannot run this encoder's layers ({type(exc).__name__}; "
+                                 "another transformers version?): train with --tune-layers 0", self.folder) from None
+        theirs = self.st.encode(list(PROBES), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        gap = float(np.abs(mine - np.asarray(theirs, dtype=np.float32)).max())
+        if not gap <= PROBE_TOLERANCE:  # NaN too
+            raise DiscourseError(f"encoder tuning does not reproduce this encoder's embeddings (they differ by {gap:.1e}; "
+                                 "another transformers version?): train with --tune-layers 0", self.folder)
 
     # --- frozen part ------------------------------------------------------------
 
@@ -326,9 +400,11 @@ class Tuner:
         """The (tuned) encoder's L2-normalised embeddings, from cached hidden states."""
         import torch
 
-        top = torch.nn.ModuleList(copy.deepcopy(list(self.auto.encoder.layer[self.first:]))).eval()
+        layers = list(self.auto.encoder.layer[self.first:])
+        top = torch.nn.ModuleList(layers if adapter is None else copy.deepcopy(layers)).eval()  # merged into a copy
         if adapter is not None:
-            merge_adapter(top, Adapter(self._local(adapter.factors), adapter.scale, self._local(adapter.weights)))
+            merge_adapter(top, Adapter(self._local(adapter.factors), adapter.scale, self._local(adapter.weights),
+                                       adapter.source))
         out = np.zeros((len(H), H[0].shape[1]), dtype=np.float32)
         order = np.argsort([h.shape[0] for h in H], kind="stable")
         with torch.no_grad():

@@ -194,3 +194,77 @@ def test_frozen_pass_runs_each_distinct_text_once_and_leaves_the_encoder_whole(e
     assert states.H[1] is states.H[2] and states.sentences_at[1] == [states.text_at[1]]
     assert all(not layer._forward_hooks for layer in tuner.auto.encoder.layer)  # the early stop is undone
     assert np.allclose(tuner.embed(None, states.H), encoder.encode(texts), atol=2e-4)
+
+
+def st_modules():
+    """sentence-transformers' module classes (their home moved in version 6)."""
+    try:
+        from sentence_transformers.sentence_transformer import modules
+    except ImportError:
+        from sentence_transformers import models as modules
+    return modules
+
+
+@pytest.mark.parametrize("make", [
+    lambda m, first: [first, m.Pooling(384, pooling_mode="cls"), m.Normalize()],
+    lambda m, first: [first, m.Pooling(384, pooling_mode="mean"), m.Dense(384, 384), m.Normalize()],
+    lambda m, first: [first, m.Pooling(384, pooling_mode=("mean", "max"))],
+], ids=["cls-pooling", "dense", "mean+max"])
+def test_tuner_refuses_an_encoder_whose_embedding_it_does_not_compute(encoder, make):
+    """The tuner mean-pools the top layer; any other encoder would be fitted on features it never computes."""
+    from sentence_transformers import SentenceTransformer
+
+    other = SentenceTransformer(modules=make(st_modules(), encoder.model[0]), device="cpu")
+    with pytest.raises(DiscourseError, match="needs Transformer, Pooling \\(mean\\)") as err:
+        Tuner(other, TuneConfig(layers=2))
+    assert str(err.value).startswith(f"{encoder.path}: ") and "\n" not in str(err.value)
+
+
+def test_tuner_refuses_when_its_features_are_not_the_encoders(encoder, monkeypatch):
+    """The probe check: layers run another way (here the padding mask lost) or failing are refused at once."""
+    import torch
+
+    from discourse import tune
+
+    assert len(tune.PROBES) <= 3 and all(len(p.split()) <= 20 for p in tune.PROBES)  # cheap
+    pooled = Tuner._pooled
+    monkeypatch.setattr(Tuner, "_pooled", lambda self, top, hs, mask: pooled(self, top, hs, torch.ones_like(mask)))
+    with pytest.raises(DiscourseError, match="does not reproduce this encoder's embeddings") as err:
+        Tuner(encoder.model, TuneConfig(layers=2))
+    assert str(err.value).startswith(f"{encoder.path}: ")
+
+    def signature_changed(self, top, hs, mask):
+        raise TypeError("forward() got an unexpected keyword argument")
+
+    monkeypatch.setattr(Tuner, "_pooled", signature_changed)
+    with pytest.raises(DiscourseError, match="cannot run this encoder's layers \\(TypeError"):
+        Tuner(encoder.model, TuneConfig(layers=2))
+
+
+def zeros(*shape):
+    return np.zeros(shape, dtype=np.float16)
+
+
+@pytest.mark.parametrize("factors, weights, message", [
+    ({"encoder.layer.5.attention.self.query": (zeros(8, 384), zeros(384, 4))}, {}, "do not multiply"),
+    ({"encoder.layer.5.attention": (zeros(8, 384), zeros(384, 8))}, {}, "BertAttention, not a linear map"),
+    ({"encoder.layer.5.attention.self.query": (zeros(8, 100), zeros(384, 8))}, {}, "is \\(384, 384\\), the adapter's \\(384, 100\\)"),
+    ({"encoder.layer.5.attention.self.query": (zeros(8), zeros(384, 8))}, {}, "do not multiply"),
+    ({"encoder.layer.9.output.dense": (zeros(8, 1536), zeros(384, 8))}, {}, "no module encoder.layer.9"),
+    ({}, {"encoder.layer.5.output.dense.bias": zeros(3)}, "is \\(384,\\), the adapter's \\(3,\\)"),
+], ids=["ranks", "not-linear", "shape", "not-a-matrix", "no-module", "weight-shape"])
+def test_an_adapter_that_does_not_fit_is_one_line_naming_its_file_and_changes_nothing(encoder, tmp_path, factors,
+                                                                                       weights, message):
+    import copy
+
+    from discourse.tune import merge_adapter
+
+    path = tmp_path / ADAPTER_FILE
+    fits = {"encoder.layer.5.output.LayerNorm.bias": np.ones(384, dtype=np.float16)}  # would be set first
+    path.write_bytes(Adapter(factors, 1.0, {**fits, **weights}).to_bytes())
+    auto = copy.deepcopy(encoder.model[0].auto_model)
+    before = {k: v.clone() for k, v in auto.state_dict().items()}
+    with pytest.raises(DiscourseError, match=message) as err:
+        merge_adapter(auto, Adapter.from_bytes(path.read_bytes(), path))
+    assert str(err.value).startswith(f"{path}: the encoder adapter does not fit") and "\n" not in str(err.value)
+    assert all(np.array_equal(v.numpy(), before[k].numpy()) for k, v in auto.state_dict().items())
