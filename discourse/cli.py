@@ -161,6 +161,8 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, tune_layers, s
     check_writable_folder(output)
     book = load_codebook(codebook)
     df = read_coded(coded, book.ids)
+    for w in df.attrs.get("warnings", ()):
+        _warn(w)
     n_reviewed = 0
     if reviewed:
         from .review_store import reviewed_as_coded
@@ -209,6 +211,8 @@ def evaluate_cmd(model_dir, test_path, second_path, output, backend):
     check_writable_folder(output)
     model = _load_model(model_dir, backend)
     df = read_coded(test_path, model.codes)
+    for w in df.attrs.get("warnings", ()):
+        _warn(w)
     second = read_second_coding(second_path, df, model.codes, test_path) if second_path else None
     P = model.predict_proba(df["text"].tolist())
     Y = to_matrix(df["codes"].tolist(), model.codes)

@@ -8,34 +8,62 @@ manifest), ``trust`` and any other document columns. The speaker table
 
 from __future__ import annotations
 
+import codecs
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from .errors import DiscourseError
-from .tables import read_table
+from .tables import read_table, shown, text_cells
 from .transcripts import FORMATS, is_interviewer_label
 
 INTERVIEWER = "interviewer"
 UNKNOWN = "unknown"
 RESERVED = {"path", "turn", "speaker", "role", "text", "start", "end", "t_start", "t_end", "excerpt_id", "codes",
             "confidence"}
+NOT_TRANSCRIPTS = ("~$", "._")  # Word's lock files and macOS's resource forks, found in shared folders
+_NOT_IN_FILE_NAMES = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
+
+
+def check_doc_id(doc_id: str, path: str | os.PathLike, where: str = "", fix: str = "choose another") -> None:
+    """Refuse a doc_id that cannot name the document's output files (``texts/<doc_id>.txt``, the cache).
+
+    ``where`` starts the message (``row 3: ``); ``fix`` says what to do. Call it on every doc_id a transcript
+    brings itself (a CSV transcript's ``doc_id`` column) as well as on the manifest's.
+    """
+    if not doc_id.strip():
+        why = "is blank"
+    elif _NOT_IN_FILE_NAMES.search(doc_id):
+        why = 'holds one of / \\ : * ? " < > | or a control character'
+    elif doc_id.startswith("."):
+        why = "starts with '.'"
+    else:
+        return
+    raise DiscourseError(f"{where}doc_id '{shown(doc_id)}' cannot name the document's output files "
+                         f"(texts/<doc_id>.txt): it {why}; {fix}", path)
+
+
+def case_clash(doc_id: str, seen: dict[str, tuple[str, str]], where: str, path: str | os.PathLike) -> None:
+    """Record ``doc_id`` in ``seen`` (lower case -> (id, where)); refuse one that differs from an earlier id only in
+    case, as their output files would be one file on Windows and macOS. Exact repeats are the caller's to refuse."""
+    earlier, at = seen.setdefault(doc_id.lower(), (doc_id, where))
+    if earlier != doc_id:
+        raise DiscourseError(
+            f"doc_ids '{shown(earlier)}' ({at}) and '{shown(doc_id)}' ({where}) differ only in case, so their output "
+            "files would be one file on Windows and macOS: give them ids that differ in more than case", path)
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Read the manifest; add ``path`` (absolute file path). Checks ids and files."""
+    """Read the manifest; add ``path`` (absolute file path). Checks ids and files; errors name the row."""
     path = Path(path)
-    df = read_table(path, required=("doc_id", "file"))
-    df = df.astype({"doc_id": str, "file": str})
-    df["doc_id"] = df["doc_id"].str.strip()
-    if (df["doc_id"] == "").any():
-        row = int((df["doc_id"] == "").to_numpy().argmax()) + 2
-        raise DiscourseError(f"row {row} has no doc_id", path)
-    dup = df["doc_id"][df["doc_id"].duplicated()]
-    if len(dup):
-        raise DiscourseError(f"duplicate doc_id '{dup.iloc[0]}': every document needs its own id", path)
-    reserved = sorted(c for c in map(str, df.columns) if c in RESERVED or c.startswith(("p_", "n_")))
+    df = read_table(path, required=("doc_id", "file"), tidy=True, known=("trust",)).copy()
+    for col in ("doc_id", "file"):
+        df[col] = text_cells(df[col])
+        _refuse_blank(df, col, path)
+    _check_manifest_ids(df, path)
+    reserved = sorted(c for c in map(str, df.columns) if c.lower() in RESERVED or c.startswith(("p_", "n_")))
     if reserved:
         raise DiscourseError(
             f"column(s) {', '.join(reserved)} would clash with the tool's own columns (speaker, role and p_<code> "
@@ -43,14 +71,92 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     if "trust" not in df.columns:
         df["trust"] = UNKNOWN
     meta = [c for c in df.columns if c not in ("doc_id", "file")]
-    df[meta] = df[meta].astype(str).apply(lambda col: col.str.strip())  # "North " and "North" are one group
+    df[meta] = df[meta].apply(text_cells)  # "North " and "North" are one group
     df[meta] = df[meta].replace({"": UNKNOWN, "nan": UNKNOWN})  # a blank cell groups as "unknown", as trust always did
-    base = path.resolve().parent
-    df["path"] = [str((base / f).resolve()) for f in df["file"]]
+    base = Path(os.path.abspath(path)).parent  # beside the manifest as given, even if it is a link to elsewhere
+    df["path"] = [_locate(base, f) for f in df["file"]]
     for doc_id, file, p in zip(df["doc_id"], df["file"], df["path"]):
         if not Path(p).is_file():
-            raise DiscourseError(f"doc '{doc_id}' names file '{file}', which does not exist", path)
+            raise DiscourseError(f"doc '{doc_id}' names file '{shown(file)}', which does not exist", path)
+    _refuse_files_read_twice(df, path)
     return df.sort_values("doc_id", kind="stable").reset_index(drop=True)
+
+
+def _refuse_blank(df: pd.DataFrame, col: str, path: Path) -> None:
+    """A row with something in it but no ``col`` (a row of nothing at all was dropped when the table was read)."""
+    blank = df[col] == ""
+    if blank.any():
+        i = df.index[blank][0]
+        of = f" (doc '{shown(df.at[i, 'doc_id'])}')" if col != "doc_id" and "doc_id" in df.columns else ""
+        raise DiscourseError(f"row {i + 2}{of} has no {col}", path)
+
+
+def _check_manifest_ids(df: pd.DataFrame, path: Path) -> None:
+    """Every doc_id names a file, once, and differs from the others in more than case."""
+    for i, doc_id in zip(df.index, df["doc_id"]):
+        check_doc_id(doc_id, path, f"row {i + 2}: ")
+    dup = df["doc_id"][df["doc_id"].duplicated()]
+    if len(dup):
+        raise DiscourseError(f"duplicate doc_id '{shown(dup.iloc[0])}': every document needs its own id", path)
+    seen: dict[str, tuple[str, str]] = {}
+    for i, doc_id in zip(df.index, df["doc_id"]):
+        case_clash(doc_id, seen, f"row {i + 2}", path)
+
+
+def _locate(base: Path, file: str) -> str:
+    """The absolute path of ``file`` (relative to ``base``); a Windows path (``t\\P01.txt``) works anywhere."""
+    p = base / file
+    if not p.exists() and "\\" in file:
+        alt = base / file.replace("\\", "/")
+        if alt.exists():
+            p = alt
+    return str(p.resolve())
+
+
+def _file_key(path: str | os.PathLike):
+    """What makes two paths one file: device and inode (links, case-insensitive disks), else the resolved path."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and st.st_ino:
+        return st.st_dev, st.st_ino
+    return os.path.normcase(str(Path(path).resolve()))
+
+
+def _holds_doc_ids(path: str) -> bool:
+    """A CSV transcript with a doc_id column holds several documents: the manifest lists it once per document."""
+    if not path.lower().endswith(".csv"):
+        return False
+    return "doc_id" in _csv_header(Path(path))
+
+
+def _csv_header(path: Path) -> set[str]:
+    """A CSV transcript's column names in lower case (as transcripts read them); empty if it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return set()
+    for bom, encoding in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if head.startswith(bom):
+            text = head[len(bom):].decode(encoding, errors="ignore")
+            break
+    else:
+        text = head.decode("utf-8-sig", errors="replace")
+    first = text.splitlines()[0] if text.strip() else ""
+    return {c.strip().strip('"').strip().lower() for c in first.split(",")}
+
+
+def _refuse_files_read_twice(df: pd.DataFrame, path: Path) -> None:
+    """One transcript under two doc_ids would be read, and counted, twice."""
+    seen: dict = {}
+    for i, doc_id, file, p in zip(df.index, df["doc_id"], df["file"], df["path"]):
+        j, other = seen.setdefault(_file_key(p), (i, doc_id))
+        if j != i and not _holds_doc_ids(p):
+            raise DiscourseError(
+                f"docs '{shown(other)}' (row {j + 2}) and '{shown(doc_id)}' (row {i + 2}) name the same file, "
+                f"'{shown(file)}', which would be read twice: list each transcript once", path)
 
 
 def read_speakers(path: str | os.PathLike | None, optional: bool = False) -> pd.DataFrame:
@@ -61,20 +167,35 @@ def read_speakers(path: str | os.PathLike | None, optional: bool = False) -> pd.
     """
     if path is None or (optional and not Path(path).exists()):
         return pd.DataFrame(columns=["doc_id", "speaker", "role"])
-    df = read_table(path, required=("doc_id", "speaker", "role"))
-    df = df.astype({"doc_id": str, "speaker": str, "role": str})
+    df = read_table(path, required=("doc_id", "speaker", "role"), tidy=True).copy()
     for col in ("doc_id", "speaker", "role"):
-        df[col] = df[col].str.strip()
+        df[col] = text_cells(df[col])
+    _refuse_blank_speaker_cells(df, path)
     df["role"] = df["role"].str.lower()
     dup = df[df.assign(key=df["speaker"].str.lower()).duplicated(["doc_id", "key"])]
     if len(dup):
         r = dup.iloc[0]
-        raise DiscourseError(f"speaker '{r.speaker}' of doc '{r.doc_id}' is listed twice", path)
-    return df
+        raise DiscourseError(f"speaker '{shown(r.speaker)}' of doc '{shown(r.doc_id)}' is listed twice", path)
+    return df.reset_index(drop=True)
+
+
+def _refuse_blank_speaker_cells(df: pd.DataFrame, path) -> None:
+    """Every row that is not wholly blank names a document (or ``*``) and a speaker.
+
+    A blank role is allowed (``import-qdpx`` writes them): the speaker counts as not named, so ``unknown``
+    with the usual warning.
+    """
+    hints = {"doc_id": " (use * for a speaker of every document)", "speaker": ""}
+    for col, hint in hints.items():
+        blank = df[col] == ""
+        if blank.any():
+            i = df.index[blank][0]
+            raise DiscourseError(f"row {i + 2} has no {col}{hint}", path)
 
 
 def default_speakers_path(manifest_path: str | os.PathLike) -> Path:
-    return Path(manifest_path).resolve().parent / "speakers.csv"
+    """``speakers.csv`` beside the manifest as given (beside a link, not its target)."""
+    return Path(os.path.abspath(manifest_path)).parent / "speakers.csv"
 
 
 def assign_roles(turns: pd.DataFrame, speakers: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -107,36 +228,81 @@ def known_speakers(speakers: pd.DataFrame, doc_id: str) -> set[str]:
 
 
 def manifest_for_paths(paths: list[str | os.PathLike]) -> pd.DataFrame:
-    """A manifest for loose files/folders with no manifest: doc_id = file stem, trust unknown."""
-    files = []
+    """A manifest for loose files/folders with no manifest: doc_id = file stem, trust unknown.
+
+    A file given twice (or inside a folder also given) is read once; in folders, Word's ``~$`` lock files and
+    macOS's ``._`` files are passed over.
+    """
+    files, seen = [], set()
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in FORMATS and f.is_file())
+            found = sorted(f for f in p.rglob("*") if _transcript_name(f) and f.is_file())
         elif p.exists():
-            files.append(p)
+            found = [p]
         else:
             raise DiscourseError("file not found", p)
+        for f in found:
+            key = _file_key(f)
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
     df = pd.DataFrame({"doc_id": [f.stem for f in files], "file": [str(f) for f in files]})
     dup = df["doc_id"][df["doc_id"].duplicated()]
     if len(dup):
-        raise DiscourseError(f"two files would both be doc '{dup.iloc[0]}': give them a manifest", paths[0])
+        raise DiscourseError(f"two files would both be doc '{shown(dup.iloc[0])}': give them a manifest", paths[0])
+    ids: dict[str, tuple[str, str]] = {}
+    for f in files:
+        check_doc_id(f.stem, f, "its name, as ", "rename the file, or give a manifest")
+        case_clash(f.stem, ids, f"file {shown(f)}", paths[0])
     df["trust"] = UNKNOWN
     df["path"] = [str(Path(f).resolve()) for f in df["file"]]
     return df.sort_values("doc_id", kind="stable").reset_index(drop=True)
 
 
+def _transcript_name(path: Path) -> bool:
+    """A name a transcript in a folder may have: a known type, not a lock file or resource fork."""
+    return path.suffix.lower() in FORMATS and not path.name.startswith(NOT_TRANSCRIPTS)
+
+
+def _looks_like_transcript(path: Path) -> bool:
+    """A file the user would expect to be read: a transcript's type, and for a CSV, speaker and text columns
+    (so a folder's manifest.csv or speakers.csv is not one)."""
+    if not _transcript_name(path):
+        return False
+    return path.suffix.lower() != ".csv" or {"speaker", "text"} <= _csv_header(path)
+
+
 def select_documents(manifest: pd.DataFrame, paths: list[str | os.PathLike]) -> pd.DataFrame:
-    """Rows of the manifest whose file is one of ``paths`` (files or folders); all rows if none given."""
+    """Rows of the manifest whose file is one of ``paths`` (files or folders); all rows if none given.
+
+    Transcripts under ``paths`` that the manifest does not list are not read: a warning naming them is put in
+    the result's ``attrs["warnings"]`` (:func:`discourse.study.read_study` reports it with the study's).
+    """
     if not paths:
         return manifest
-    wanted = set()
+    wanted: set[str] = set()
+    candidates: list[tuple[Path, str]] = []  # (file, as the user would name it)
     for p in paths:
-        p = Path(p).resolve()
+        p = Path(p)
         if p.is_dir():
-            wanted |= {str(f.resolve()) for f in p.rglob("*") if f.is_file()}
+            files = [f for f in p.rglob("*") if f.is_file()]
+            wanted |= {str(f.resolve()) for f in files}
+            candidates += [(f, f.relative_to(p).as_posix()) for f in files]
         elif p.exists():
-            wanted.add(str(p))
+            wanted.add(str(p.resolve()))
+            candidates.append((p, str(p)))
         else:
             raise DiscourseError("file not found", p)
-    return manifest[manifest["path"].isin(wanted)].reset_index(drop=True)
+    out = manifest[manifest["path"].isin(wanted)].reset_index(drop=True)
+    listed = set(manifest["path"])
+    unlisted = sorted({name for f, name in candidates if str(f.resolve()) not in listed and _looks_like_transcript(f)})
+    if unlisted:
+        out.attrs["warnings"] = [_unlisted_warning(unlisted)]
+    return out
+
+
+def _unlisted_warning(names: list[str], show: int = 5) -> str:
+    more = f" and {len(names) - show} more" if len(names) > show else ""
+    return (f"{len(names)} transcript file(s) given are not in the manifest and are not read: "
+            f"{', '.join(shown(n) for n in names[:show])}{more} (add them to the manifest to read them)")

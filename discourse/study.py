@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .errors import DiscourseError
-from .manifest import assign_roles, known_speakers
+from .manifest import assign_roles, case_clash, check_doc_id, known_speakers
 from .transcripts import Transcript, read_transcripts
 
 DOC_META_EXCLUDE = ("file", "path")
@@ -38,10 +38,10 @@ def read_study(
     (files given without a manifest): a CSV transcript's own ``doc_id`` column
     names its documents, instead of the manifest row selecting one of them.
     """
-    study = Study()
+    study = Study(warnings=list(manifest.attrs.get("warnings", ())))  # e.g. transcripts the manifest leaves out
     meta_cols = [c for c in manifest.columns if c not in DOC_META_EXCLUDE and c != "doc_id"]
     rows = manifest.to_dict("records")
-    frames, seen_ids = [], set()
+    frames, seen_ids = [], {}
     for row in progress(rows) if progress else rows:
         doc_id = row["doc_id"]
         try:
@@ -54,15 +54,16 @@ def read_study(
             study.skipped.append((doc_id, exc.line()))
             continue
         for doc in docs:
-            if doc.doc_id in seen_ids:
+            if seen_ids.get(doc.doc_id.lower(), ("",))[0] == doc.doc_id:
                 raise DiscourseError(f"two documents would both be doc '{doc.doc_id}': give them a manifest", row["path"])
+            check_doc_id(doc.doc_id, row["path"], fix="choose another in its doc_id column, or give a manifest")
             if doc.turns.empty:
                 reason = f"{row['path']}: no turns of speech found"
                 if strict:
                     raise DiscourseError("no turns of speech found", row["path"])
                 study.skipped.append((doc_id, reason))
                 continue
-            seen_ids.add(doc.doc_id)
+            case_clash(doc.doc_id, seen_ids, f"in {row['path']}", row["path"])
             study.documents.append(doc)
             study.warnings.extend(doc.warnings)
             turns = doc.turns.copy()

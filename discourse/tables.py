@@ -17,6 +17,7 @@ from .errors import DiscourseError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".xlsx")
 _EXCEL_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # control characters an XLSX cell cannot hold
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")  # characters that would break a one-line message
 
 
 @contextlib.contextmanager
@@ -188,20 +189,56 @@ def check_writable_folder(folder: str | os.PathLike) -> None:
         raise DiscourseError(f"cannot write in '{existing}' (permission denied)", folder)
 
 
+def shown(value, limit: int | None = None) -> str:
+    """``value`` as text fit for a one-line message: control characters escaped (a line break shows as ``\\n``),
+    cut to ``limit`` characters with ``...``."""
+    text = str(value)
+    if limit is not None and len(text) > limit:
+        text = text[:limit].rstrip() + "..."
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _unique_key_loader():
+    """A YAML SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last, silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                first: dict = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        earlier = first.get(key)
+                    except TypeError:  # an unhashable key: the base constructor says so
+                        continue
+                    if earlier is not None:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"key '{shown(key)}' is given twice in one mapping (first at line {earlier}), "
+                            "so one would be silently lost: merge them into one", key_node.start_mark)
+                    first[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def read_yaml(path: str | os.PathLike, what: str = "file"):
-    """Parse a YAML file; errors name the file and, for bad YAML, the line."""
+    """Parse a YAML file; errors name the file and, for bad YAML, the line. A key given twice in one mapping
+    is an error."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise DiscourseError(f"{what} not found", path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        return yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_unique_key_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DiscourseError(f"bad YAML at {where}{problem}", path) from None
+        raise DiscourseError(f"bad YAML at {where}{shown(problem)}", path) from None
     except UnicodeDecodeError:
         raise DiscourseError("not UTF-8 text", path) from None
 
@@ -217,12 +254,18 @@ def csv_separator(path: str | os.PathLike) -> str:
     return ","
 
 
-def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), exact: bool = False) -> pd.DataFrame:
+def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), exact: bool = False, tidy: bool = False,
+               known: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a CSV (comma, semicolon or tab separated), Parquet or XLSX table; check that ``required`` columns exist.
 
     Column names are kept as written (a blank header stays blank); a name used twice is an error. A Parquet
     index with a name comes back as a column. ``exact`` keeps Parquet's own column types (Arrow-backed), so a
     table written back out has the same types: what ``discourse predict`` passes through.
+
+    ``tidy`` is for the tool's own input tables (manifest, speaker table, hand-coded excerpts): spaces around
+    column names are dropped, a name that differs from one of ``required`` or ``known`` only in case is an
+    error, rows with every cell blank (blank lines, a spreadsheet's trailing ``,,`` rows) are dropped, and the
+    index is kept so that ``index + 2`` is the row's number as a spreadsheet shows it (the header is row 1).
     """
     path = Path(path)
     if not path.is_file():
@@ -230,13 +273,13 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), exact: b
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            df = _read_csv(path)
+            df = _read_csv(path, keep_blank_lines=tidy)
         elif suffix == ".parquet":
             df = pd.read_parquet(path, **({"dtype_backend": "pyarrow"} if exact else {}))
             named = [n for n in df.index.names if n is not None]
             df = (df.reset_index(level=named) if named else df).reset_index(drop=True)
         elif suffix == ".xlsx":
-            df = _read_xlsx(path)
+            df = _read_xlsx(path, keep_row_numbers=tidy)
         else:
             raise DiscourseError(
                 f"unknown table type '{suffix}': use .csv, .parquet or .xlsx", path
@@ -248,40 +291,91 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), exact: b
     except UnicodeDecodeError:
         raise DiscourseError("not UTF-8 text: save it as UTF-8 (in Excel: Save As, 'CSV UTF-8') and try again", path) from None
     except Exception as exc:  # parser errors from pandas/pyarrow/openpyxl
-        raise DiscourseError(f"cannot read the table ({type(exc).__name__}: {exc})", path) from None
+        raise DiscourseError(f"cannot read the table ({type(exc).__name__}: {shown(str(exc).strip(), 300)})", path) from None
+    if tidy:
+        df.columns = [str(c).strip() for c in df.columns]
     names = [str(c) for c in df.columns]
     twice = sorted({c for c in names if names.count(c) > 1})
     if twice:
-        shown = ", ".join(f"'{c}'" for c in twice)
-        raise DiscourseError(f"column name(s) {shown} used more than once: give every column its own name", path)
+        shown_names = ", ".join(f"'{shown(c)}'" for c in twice)
+        raise DiscourseError(f"column name(s) {shown_names} used more than once: give every column its own name", path)
+    if tidy:
+        _refuse_case_variants(names, (*required, *known), path)
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise DiscourseError(
-            f"missing column(s) {', '.join(missing)}; found: {', '.join(map(str, df.columns)) or 'none'}",
+            f"missing column(s) {', '.join(missing)}; found: {', '.join(map(shown, df.columns)) or 'none'}",
             path,
         )
-    return df
+    return df[~blank_rows(df)] if tidy else df
 
 
-def _read_xlsx(path: Path) -> pd.DataFrame:
-    """The first sheet, all cells as text, names as in its first row (pandas would rename repeated ones)."""
+def text_cells(column: pd.Series) -> pd.Series:
+    """A column's cells as text with spaces trimmed; a missing cell (NaN, None, ``pd.NA``) is ``''``, never ``'nan'``."""
+    values = column.astype(object)
+    return values.where(values.notna(), "").astype(str).str.strip()
+
+
+def _refuse_case_variants(names: list[str], meant: tuple[str, ...], path: Path) -> None:
+    """A column named like one the tool reads but in other case (``Trust``, ``Doc_ID``) would be silently ignored."""
+    by_lower = {m.lower(): m for m in meant}
+    for name in names:
+        m = by_lower.get(name.lower())
+        if m is not None and name != m:
+            raise DiscourseError(
+                f"column '{shown(name)}' is not '{m}': column names are read exactly as written, so it would be "
+                f"ignored; rename it '{m}'", path)
+
+
+def is_blank(value) -> bool:
+    """A cell with nothing in it: missing, only spaces, or an empty list."""
+    if isinstance(value, str):
+        return not value.strip()
+    if _is_list(value):
+        return len(value) == 0
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def blank_rows(df: pd.DataFrame) -> pd.Series:
+    """True for each row whose every cell is blank."""
+    if df.shape[1] == 0:
+        return pd.Series(False, index=df.index)
+    return pd.Series([all(map(is_blank, row)) for row in df.itertuples(index=False, name=None)], index=df.index)
+
+
+def _read_xlsx(path: Path, keep_row_numbers: bool = False) -> pd.DataFrame:
+    """The first sheet, all cells as text, names as in its first row (pandas would rename repeated ones).
+
+    ``keep_row_numbers``: the header is the first row that is not blank, and the index is the sheet's row
+    number minus 2 (``index + 2`` is the row as Excel shows it, blank rows counted)."""
     raw = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl", header=None)
+    if keep_row_numbers and not raw.empty:
+        filled = raw.index[~blank_rows(raw)]
+        raw = raw.loc[filled[0]:] if len(filled) else raw.iloc[:0]
     if raw.empty:
         raise pd.errors.EmptyDataError("no rows")
-    df = raw.iloc[1:].reset_index(drop=True)
+    df = raw.iloc[1:]
+    df = df.set_axis(df.index - 1) if keep_row_numbers else df.reset_index(drop=True)
     df.columns = [str(v) for v in raw.iloc[0]]
     return df
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """All cells as text, names as in the header line; rows may end in empty fields (a trailing separator), not in data."""
+def _read_csv(path: Path, keep_blank_lines: bool = False) -> pd.DataFrame:
+    """All cells as text, names as in the header line; rows may end in empty fields (a trailing separator), not in data.
+
+    ``keep_blank_lines``: a blank line is a row of empty cells, so ``index + 2`` is the row's number as a
+    spreadsheet shows it."""
     import csv
     import warnings
 
     sep = csv_separator(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False)
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False,
+                         skip_blank_lines=not keep_blank_lines)
     with open(path, encoding="utf-8-sig", newline="") as fh:
         rows = csv.reader(fh, delimiter=sep)
         header = next(rows, [])

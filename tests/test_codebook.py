@@ -43,3 +43,45 @@ def test_codebook_errors_name_the_file_and_the_problem(tmp_path, text, message):
     with pytest.raises(DiscourseError) as err:
         load_codebook(write(tmp_path, text))
     assert message in str(err.value) and "cb.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text,needles",
+    [
+        ("codes:\n  - id: a\n    definition: x\ncodes:\n  - id: b\n    definition: y\n",
+         ["line 4", "key 'codes' is given twice", "first at line 1"]),
+        ("codes:\n  - id: a\n    definition: x\n    definition: y\n", ["line 4", "key 'definition' is given twice"]),
+    ],
+)
+def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path, text, needles):
+    with pytest.raises(DiscourseError) as err:
+        load_codebook(write(tmp_path, text))
+    assert "cb.yaml" in str(err.value) and all(n in str(err.value) for n in needles), str(err.value)
+
+
+@pytest.mark.parametrize("key,suggestion", [("inclusion", "did you mean 'include'?"), ("example", "did you mean 'examples'?"),
+                                            ("description", "did you mean 'definition'?"), ("notes", "a code's keys are")])
+def test_an_unknown_key_in_a_code_is_refused_with_the_nearest_valid_one(tmp_path, key, suggestion):
+    with pytest.raises(DiscourseError) as err:
+        load_codebook(write(tmp_path, f"codes:\n  - id: a\n    definition: x\n    {key}: y\n"))
+    assert f"code 'a' has an unknown key '{key}'" in str(err.value) and suggestion in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text,needles",
+    [
+        ("codes:\n  - id: a\n    definition: x\n    examples:\n      - I chose\n      - P3: I felt listened to\n",
+         ["code 'a': examples item 2", "'P3: I felt listened to'", "in quotes"]),
+        ("codes:\n  - id: a\n    definition: x\n    include:\n      - yes\n", ["include item 1", "put it in quotes"]),
+        ("codes:\n  - id: on\n    definition: x\n", ["code #1's id", "put the id in quotes"]),
+    ],
+)
+def test_values_yaml_reads_as_other_than_text_are_named_with_the_fix(tmp_path, text, needles):
+    with pytest.raises(DiscourseError) as err:
+        load_codebook(write(tmp_path, text))
+    assert all(n in str(err.value) for n in needles), str(err.value)
+
+
+def test_quoted_items_and_ids_are_read(tmp_path):
+    book = load_codebook(write(tmp_path, 'codes:\n  - id: "on"\n    definition: x\n    examples:\n      - "P3: I felt listened to"\n'))
+    assert book.ids == ["on"] and book["on"].examples == ("P3: I felt listened to",)
