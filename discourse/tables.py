@@ -343,7 +343,8 @@ def blank_rows(df: pd.DataFrame) -> pd.Series:
     """True for each row whose every cell is blank."""
     if df.shape[1] == 0:
         return pd.Series(False, index=df.index)
-    return pd.Series([all(map(is_blank, row)) for row in df.itertuples(index=False, name=None)], index=df.index)
+    return pd.Series([all(map(is_blank, row)) for row in df.itertuples(index=False, name=None)], index=df.index,
+                     dtype=bool)  # bool even with no rows, so that df[~mask] selects rows, not columns
 
 
 def _read_xlsx(path: Path, keep_row_numbers: bool = False) -> pd.DataFrame:

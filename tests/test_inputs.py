@@ -289,3 +289,8 @@ def test_the_same_text_coded_two_ways_is_a_warning(tmp_path):
     assert len(df) == 4
     [w] = df.attrs["warnings"]
     assert "c.csv" in w and "rows 2 and 4" in w and "\n" not in w
+
+
+def test_a_header_only_table_keeps_its_columns(docs):
+    s = write(docs, "s.csv", "doc_id,speaker,role\n")
+    assert read_speakers(s).columns.tolist() == ["doc_id", "speaker", "role"] and read_speakers(s).empty
