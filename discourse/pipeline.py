@@ -4,9 +4,11 @@ Documents are worked in chunks (``CHUNK_DOCS`` at a time): one spaCy pass over
 all the chunk's turns, one encoder pass over all its excerpts (batched, sorted
 by length), one classifier pass. Each finished document is saved to
 ``OUTDIR/.cache/docs`` under a key made of the file's hash, the model, the
-segmentation settings and which turns are interviewers', so a re-run (or a run
-after an interruption) reuses every finished document. Metadata (role,
-trust...) is attached afresh on every run from the manifest and speaker table.
+segmentation settings, the segmenter's version (this code's, spaCy's and its
+model package's) and the turns (boundaries, speakers, which are
+interviewers'), so a re-run (or a run after an interruption) reuses every
+finished document. Metadata (role, trust...) is attached afresh on every run
+from the manifest and speaker table.
 
 Chunks can be worked in-process (the default) or by any ``map_chunks``
 callable, such as :func:`discourse.cluster.map_on_cluster` for a Dask cluster;
@@ -15,8 +17,10 @@ the chunks are the same either way, so the results are too.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,13 +31,14 @@ import pandas as pd
 
 from .errors import DiscourseError
 from .predict import PROBA_DECIMALS, adapt_table, proba_columns
-from .segment import CORE, segment
+from .segment import CORE, segment, segmenter_fingerprint
 from .study import Study
 from .tables import write_table
 
 CACHED = ["excerpt_id", "doc_id", "turn", "text", "start", "end", "n_sentences", "n_words"]
 CHUNK_DOCS = 4  # documents per unit of work (one spaCy pass, one encoder pass, then saved)
 STAGES = ("segment", "embed", "predict")
+_CACHE_NAME = re.compile(r"(?P<doc_id>.*)\.[0-9a-f]{16}\.parquet")
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,18 @@ def model_fingerprint(model_dir: str | Path) -> str:
 
 
 def document_key(doc, turns: pd.DataFrame, model_key: str, settings: SegmentSettings) -> str:
-    interviewer_turns = ",".join(map(str, turns.loc[turns["role"] == "interviewer", "turn"]))
-    blob = json.dumps([doc.doc_id, doc.sha256, model_key, settings.__dict__, interviewer_turns], sort_keys=True)
+    """The key of a document's finished excerpts: anything that can change them changes it."""
+    blob = json.dumps([doc.doc_id, doc.sha256, model_key, settings.__dict__, segmenter_fingerprint(settings.method),
+                       turns_digest(turns)], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def turns_digest(turns: pd.DataFrame) -> str:
+    """A hash of the turns as segmenting sees them: number, offsets, speaker, and whether an interviewer's."""
+    interviewer = turns["role"] == "interviewer" if "role" in turns.columns else pd.Series(False, index=turns.index)
+    rows = [[int(t), int(a), int(b), str(s), bool(i)]
+            for t, a, b, s, i in zip(turns["turn"], turns["start"], turns["end"], turns["speaker"], interviewer)]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
 def classify_turns(turns: pd.DataFrame, model, nlp, settings: SegmentSettings) -> tuple[pd.DataFrame, dict]:
@@ -80,20 +94,32 @@ def chunks_of(doc_ids: list[str], size: int = CHUNK_DOCS) -> list[list[str]]:
 
 
 def isolating(run_chunk: Callable, turns: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[tuple[str, str]]]:
-    """Work a chunk; if it fails, work its documents one by one and report the failing ones."""
+    """Work a chunk; if it fails, work its documents one by one and report the failing ones.
+
+    Any exception counts (an unexpected one is reported as a one-line internal
+    error naming the document), so one bad document never stops the others.
+    """
     try:
         return (*run_chunk(turns), [])
-    except DiscourseError:
+    except Exception:  # noqa: BLE001 - narrowed to the failing documents below
         parts, seconds, failed = [], dict.fromkeys(STAGES, 0.0), []
         for doc_id, doc_turns in turns.groupby("doc_id", sort=False):
             try:
                 part, secs = run_chunk(doc_turns)
-            except DiscourseError as exc:
-                failed.append((str(doc_id), exc.line()))
+            except Exception as exc:  # noqa: BLE001 - reported per document
+                failed.append((str(doc_id), failure_line(str(doc_id), exc)))
                 continue
             parts.append(part)
             seconds = {k: seconds[k] + secs[k] for k in STAGES}
         return (pd.concat(parts, ignore_index=True) if parts else None), seconds, failed
+
+
+def failure_line(doc_id: str, exc: Exception) -> str:
+    """One line saying why a document failed: the tool's own message, or an internal error naming the document."""
+    if isinstance(exc, DiscourseError):
+        return exc.line()
+    detail = " ".join(str(exc).split())
+    return f"{doc_id}: internal error: {type(exc).__name__}" + (f": {detail}" if detail else "")
 
 
 def map_in_process(model, nlp_loader: Callable, settings: SegmentSettings) -> Callable:
@@ -179,12 +205,19 @@ def _save_each(results: Iterable, groups: list[list[str]], todo: dict[str, Path]
                 continue
             doc_part = by_doc.get(doc_id, part.iloc[:0] if part is not None else None)
             path = todo[doc_id]
-            for old in path.parent.glob(f"{doc_id}.*.parquet"):
-                old.unlink()
+            remove_cached(path.parent, doc_id)
             write_table(doc_part.reset_index(drop=True), path)
             frames[doc_id] = doc_part
             stats["classified"] += 1
             yield doc_id
+
+
+def remove_cached(folder: Path, doc_id: str) -> None:
+    """Delete the saved excerpts of exactly ``doc_id`` (``<doc_id>.<16 hex>.parquet``), under any key."""
+    for old in folder.glob(glob.escape(doc_id) + ".*.parquet"):
+        m = _CACHE_NAME.fullmatch(old.name)
+        if m and m.group("doc_id") == doc_id:
+            old.unlink(missing_ok=True)
 
 
 def _finish(pred: pd.DataFrame, study: Study, model, adapt: bool, stats: dict) -> pd.DataFrame:

@@ -175,7 +175,7 @@ def _content_pieces(text: str, line_start: int, line: str, pos: int) -> list[tup
 
 
 def parse_text_turns(
-    text: str, doc_id: str, known_speakers: set[str] | None = None
+    text: str, doc_id: str, known_speakers: set[str] | None = None, source: str | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
     """Split plain transcript text into turns by speaker labels.
 
@@ -183,6 +183,8 @@ def parse_text_turns(
     Dr Smith...), is listed in ``known_speakers``, or occurs at least twice.
     Lines without a label continue the previous speaker's turn; a timestamp
     inside a turn ends it and the same speaker's next words start a new turn.
+    A line that starts with a label seen only once is read as the current
+    speaker's words, with a warning naming ``source`` (default: ``doc_id``) and the line.
     """
     known = {s.lower() for s in (known_speakers or ())}
     parsed = []  # (line_start, line, label or None, content_pos, otter_label)
@@ -205,12 +207,15 @@ def parse_text_turns(
     if not any_label:
         warnings.append(f"{doc_id}: no speaker labels found; read as one speaker '{UNKNOWN_SPEAKER}'")
     rows: list[list] = []  # speaker, start, end
+    absorbed: list[tuple[int, str, str]] = []  # (line number, label, speaker) of label-like lines read as speech
     speaker = None if any_label else UNKNOWN_SPEAKER
     pending_new = False
-    for start, line, label, pos, otter in parsed:
+    for number, (start, line, label, pos, otter) in enumerate(parsed, 1):
         if label and accepted(label):
             speaker, pending_new = " ".join(label.split()), True
         else:
+            if label and any_label and speaker is not None:
+                absorbed.append((number, label, speaker))
             lead = _LEAD_TS.match(line)
             pos = lead.end() if lead else 0
         if otter and pending_new:
@@ -229,7 +234,21 @@ def parse_text_turns(
             else:
                 rows.append([speaker, a, b])
             pending_new = False
+    if absorbed:
+        warnings.append(_absorbed_warning(source or doc_id, absorbed))
     return _turns_frame(text, doc_id, rows), warnings
+
+
+def _absorbed_warning(source: str, absorbed: list[tuple[int, str, str]], show: int = 5) -> str:
+    """One warning for the label-like lines of a document read as speech rather than as new speakers."""
+    if len(absorbed) == 1:
+        number, label, speaker = absorbed[0]
+        return (f"{source}: line {number} starts like a speaker label ('{label}') seen only once, so it was read "
+                f"as part of {speaker}'s turn; if {label} is a speaker, add them to the speaker table")
+    shown = ", ".join(f"{n} ('{label}', in {speaker}'s turn)" for n, label, speaker in absorbed[:show])
+    more = f" and {len(absorbed) - show} more" if len(absorbed) > show else ""
+    return (f"{source}: lines {shown}{more} start like speaker labels seen only once, so they were read as part "
+            "of the turn they are in; add any that are speakers to the speaker table")
 
 
 def _turns_frame(text: str, doc_id: str, rows: list[list]) -> pd.DataFrame:
@@ -401,17 +420,19 @@ def read_transcripts(
         if not data.startswith(b"PK"):
             raise DiscourseError("not a Word .docx file (it is not a zip archive)", path)
         text = _docx_text(path)
-        turns, warns = parse_text_turns(text, name, known_speakers)
+        turns, warns = parse_text_turns(text, name, known_speakers, source=str(path))
         return [Transcript(name, str(path), "docx", text, turns, digest, tuple(warns))]
     raw, warns = decode_bytes(data, path)
     if suffix == ".txt":
-        turns, more = parse_text_turns(raw, name, known_speakers)
+        turns, more = parse_text_turns(raw, name, known_speakers, source=str(path))
         return [Transcript(name, str(path), "txt", raw, turns, digest, tuple(warns + more))]
     if suffix in (".vtt", ".srt"):
         cues = parse_cues(raw, path)
         if not cues:
             raise DiscourseError("no subtitle cues found (expected 'start --> end' timing lines)", path)
         text, turns = _cue_turns(cues, name)
+        if all(who is None for who, *_ in cues):
+            warns.append(f"{name}: no speaker labels found; read as one speaker '{UNKNOWN_SPEAKER}'")
         return [Transcript(name, str(path), suffix[1:], text, turns, digest, tuple(warns))]
     docs = _csv_turns(raw, path, doc_id)
     return [

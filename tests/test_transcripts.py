@@ -208,3 +208,23 @@ def test_a_stammer_after_a_line_break_is_not_a_speaker_label():
     assert turns.speaker.tolist() == ["INT", "P1", "INT"]
     p1 = turns.iloc[1]
     assert text[p1.start:p1.end].endswith("I - I wasn't sure they heard me though.")
+
+
+def test_a_label_seen_once_is_read_as_speech_with_a_warning(tmp_path):
+    text = ("Interviewer: What did you think of the service?\n"
+            "John: Honestly it was terrible, nobody listened to me at all.\n"
+            "Interviewer: Thanks. Anything else?\nR: The food was fine I suppose.\n")
+    t = read_transcript(write(tmp_path, "once.txt", text))
+    check_offsets(t)
+    assert t.turns.speaker.tolist() == ["Interviewer", "Interviewer", "R"]  # still absorbed, but said
+    [warning] = t.warnings
+    assert str(tmp_path / "once.txt") in warning and "line 2" in warning and "'John'" in warning
+    assert read_transcript(tmp_path / "once.txt", known_speakers={"John"}).warnings == ()
+
+
+def test_subtitles_without_speaker_names_warn(tmp_path):
+    vtt = "WEBVTT\n\n1\n00:00:01.000 --> 00:00:04.000\nWhat did you think?\n\n2\n00:00:05.000 --> 00:00:09.000\nIt was fine.\n"
+    t = read_transcript(write(tmp_path, "nospk.vtt", vtt))
+    assert t.turns.speaker.tolist() == ["unknown"]
+    assert any("no speaker labels" in w for w in t.warnings)
+    assert not read_transcript(write(tmp_path, "zoom.vtt", VTT)).warnings
