@@ -218,6 +218,7 @@ class DiscourseClassifier:
             raise DiscourseError(
                 f"each code needs at least 5 excerpts without it to learn from; too few: {', '.join(everywhere)}"
             )
+        threads = _torch_threads() if "embedding" in self.config.features else None  # as tuning and embedding ran
         tuning = self.config.tuning()
         if tuning and embeddings is not None:
             raise DiscourseError("precomputed embeddings cannot be used when the encoder is tuned")
@@ -282,6 +283,7 @@ class DiscourseClassifier:
             "n_train": len(texts),
             "train_prior": {c: float(m) for c, m in zip(self.codes, Y.mean(axis=0))},
             "training_data_sha256": _hash_texts(texts, code_sets),
+            **({"reproducibility": {"torch_threads": threads}} if threads else {}),
         }
         return self
 
@@ -328,7 +330,9 @@ class DiscourseClassifier:
         created = _created_time()  # before any file is touched: a bad SOURCE_DATE_EPOCH leaves the old model whole
         encoder_info = None
         if self.encoder is not None and "embedding" in self.config.features:
-            encoder_info = {"name": self.encoder.name, "id": self.encoder.id, "dim": self.encoder.dim,
+            local = getattr(self.encoder, "local_path", None)  # a packaged encoder is found by name
+            encoder_info = {"name": self.encoder.name, **({"path": str(local)} if local else {}),
+                            "id": self.encoder.id, "dim": self.encoder.dim,
                             "backend": getattr(self.encoder, "backend", "torch")}
         # Every file is written to a temporary name first; they are renamed into place together at the end
         # (manifest first, so nothing is renamed unless all were written), so a failure leaves the old model whole.
@@ -414,15 +418,13 @@ class DiscourseClassifier:
             adapter = Adapter.from_bytes((folder / name).read_bytes(), folder / name)
         if enc_info:
             if encoder is None:
-                from .embed import DEFAULT_BACKEND, Encoder
-
-                encoder = Encoder(enc_info["name"], backend=backend or DEFAULT_BACKEND)
+                encoder = _saved_encoder(enc_info, backend, folder)
             if adapter is not None and encoder.adapter is None and encoder.id == enc_info["adapter"]["base_id"]:
                 encoder = encoder.tuned(adapter)  # the encoder as given, with this model's tuned layers
             if encoder.id != enc_info["id"]:
                 raise DiscourseError(
                     f"the model was trained with encoder {enc_info['id']}, but {encoder.id} is in use: "
-                    "use the same encoder or retrain",
+                    f"{_mismatch_advice(enc_info, encoder)}",
                     folder,
                 )
         model = cls(manifest["codes"], encoder=encoder, config=config)
@@ -435,6 +437,32 @@ class DiscourseClassifier:
         model.adapter_ = adapter
         model.manifest_ = manifest
         return model
+
+
+def _saved_encoder(enc_info: dict, backend: str | None, folder: Path):
+    """The encoder a manifest names: a packaged one by name, a local one at its recorded folder.
+
+    Models saved before the folder was recorded name a local encoder by its folder's name only, which is
+    looked for in the current directory (the id check then tells whether it is the same encoder).
+    """
+    from .embed import DEFAULT_BACKEND, Encoder
+
+    where = enc_info.get("path")
+    if where and not Path(where).is_dir():
+        raise DiscourseError(f"the model needs its encoder folder at {where}, which is missing: restore it there "
+                             "or retrain", folder)
+    return Encoder(where or enc_info["name"], backend=backend or DEFAULT_BACKEND)
+
+
+def _mismatch_advice(enc_info: dict, encoder) -> str:
+    """What to do when the encoder in use is not the model's."""
+    from .embed import _fingerprint
+
+    local = getattr(encoder, "local_path", None)
+    if local and not enc_info.get("path") and enc_info["id"].split("+")[0] == f"{encoder.name}-{_fingerprint(local)}":
+        return ("the model was saved by an older version, which identified a local encoder by its file sizes "
+                "only: retrain it")
+    return "use the same encoder or retrain"
 
 
 def config_from_manifest(manifest: dict) -> ModelConfig:
@@ -497,6 +525,13 @@ def _agreement(Y: np.ndarray, P: np.ndarray, C: np.ndarray, codes: list[str]) ->
         "ece": expected_calibration_error(Y, P),
         "per_code": table.set_index("code")[["precision", "recall", "f1", "kappa"]].round(4).to_dict("index"),
     }
+
+
+def _torch_threads() -> int:
+    """torch's thread count: the tuned layers' bytes depend on it (and, on some processors, the vectors' last bits)."""
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _created_time() -> str:

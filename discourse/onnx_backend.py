@@ -14,7 +14,8 @@ names the way the model is built: it is part of every name that keeps
 results of this backend (model folder, embedding cache, finished documents),
 so nothing computed by an older recipe is reused. Running it needs only onnxruntime and the folder's fast
 tokenizer: mean pooling over the tokens and L2 normalisation follow, as in
-sentence-transformers.
+sentence-transformers. An encoder with any other module (``modules.json``: a
+Dense layer, another pooling) is refused rather than run without it.
 
 Each text is run on its own (batch of one, no padding). Dynamic quantization
 scales the activations of each matrix product by the range of the whole
@@ -35,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .embed import _private_dir, max_positions, module_kind, quiet_transformers, read_modules, remove_stale_temporaries
 from .errors import DiscourseError
 from .tables import sha256_file
 
@@ -108,8 +110,7 @@ def export_float(st_folder: Path, out_path: Path, adapter=None) -> None:
     """Export the transformer of a sentence-transformers folder (with a tuned ``adapter`` merged) to a float ONNX file."""
     import warnings
 
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    quiet_transformers()
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -167,7 +168,9 @@ def build(st_folder: Path, encoder_id: str, cache_dir: str | os.PathLike, adapte
     target = model_dir(cache_dir, encoder_id)
     if (target / INFO_FILE).is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    check_modules(st_folder)
+    _private_dir(target.parent)
+    remove_stale_temporaries(target.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         t0 = time.perf_counter()
@@ -246,24 +249,52 @@ def read_info(folder: Path) -> dict:
 
 
 def _sentence_config(st_folder: Path) -> tuple[int, bool]:
-    """(max_seq_length, do_lower_case) of a sentence-transformers folder."""
+    """(max_seq_length, do_lower_case) of a sentence-transformers folder.
+
+    The length is sentence_bert_config.json's ``max_seq_length``, else the tokenizer's ``model_max_length``
+    (512 if neither says), never more than the transformer's position table holds (``embed.max_positions``).
+    """
     cfg_path = st_folder / "sentence_bert_config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
     max_len = cfg.get("max_seq_length")
     if not max_len:
         tok_cfg = st_folder / "tokenizer_config.json"
         max_len = json.loads(tok_cfg.read_text(encoding="utf-8")).get("model_max_length", 512) if tok_cfg.is_file() else 512
-    return int(min(int(max_len), 10_000)), bool(cfg.get("do_lower_case", False))
+    limit = max_positions(st_folder) or 512
+    return int(min(int(max_len), limit)), bool(cfg.get("do_lower_case", False))
 
 
-def _check_mean_pooling(st_folder: Path) -> None:
-    pool = next((p for p in sorted(st_folder.glob("*_Pooling/config.json"))), None)
-    if pool is None:
-        return
-    cfg = json.loads(pool.read_text(encoding="utf-8"))
+SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
+
+
+def check_modules(st_folder: Path) -> None:
+    """Refuse an encoder the int8 runner would not reproduce: only Transformer, mean Pooling and Normalize.
+
+    The runner computes the transformer's token states, their mean over the text and the L2 norm; any
+    other module (Dense, a second pooling...) would be silently left out.
+    """
+    modules = read_modules(st_folder)
+    if modules is None:
+        return  # a plain transformers folder: sentence-transformers adds mean pooling
+    kinds = [module_kind(m) for m in modules]
+    other = [k or "?" for k in kinds if k not in SUPPORTED_MODULES]
+    if other or kinds[:1] != ["Transformer"] or kinds.count("Transformer") != 1 or kinds.count("Pooling") > 1:
+        raise DiscourseError(f"the onnx-int8 backend runs Transformer, mean Pooling and Normalize modules only, this "
+                             f"encoder has {', '.join(kinds) or 'none'}: use --encoder-backend torch", st_folder)
+    for m in modules:
+        if module_kind(m) == "Pooling":
+            _check_mean_pooling(st_folder / str(m.get("path", "")) / "config.json")
+
+
+def _check_mean_pooling(pool: Path) -> None:
+    try:
+        cfg = json.loads(pool.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DiscourseError(f"the pooling configuration cannot be read ({type(exc).__name__})", pool) from None
     modes = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v is True]
     if modes and modes != ["pooling_mode_mean_tokens"]:
-        raise DiscourseError(f"the onnx-int8 backend supports mean pooling only, this encoder uses {', '.join(modes)}", pool)
+        raise DiscourseError(f"the onnx-int8 backend supports mean pooling only, this encoder uses {', '.join(modes)}: "
+                             "use --encoder-backend torch", pool)
 
 
 def _pad_id(tok_file: Path) -> int:
@@ -299,8 +330,9 @@ class OnnxEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        self.onnx_folder = onnx_folder
         self.info = read_info(onnx_folder)
-        _check_mean_pooling(st_folder)
+        check_modules(st_folder)
         tok_file = st_folder / "tokenizer.json"
         if not tok_file.is_file():
             raise DiscourseError("the onnx-int8 backend needs the encoder's fast tokenizer (tokenizer.json)", st_folder)
@@ -339,7 +371,12 @@ class OnnxEncoder:
         for i, t in enumerate(token_ids):
             ids[i, :len(t)] = t
             mask[i, :len(t)] = 1
-        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0].astype(np.float32)
+        try:
+            hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0].astype(np.float32)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors are long and internal
+            msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise DiscourseError(f"onnxruntime failed on a text of {width} tokens ({type(exc).__name__}: {msg}): "
+                                 "use --encoder-backend torch", self.onnx_folder) from None
         m = mask[..., None].astype(np.float32)
         vecs = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)

@@ -165,3 +165,101 @@ def test_threshold_and_prior_helpers():
     P = 1 / (1 + np.exp(-2 * scores))
     Q, pi = adapt_priors(P[:, None], np.array([0.5]))
     assert abs(pi[0] - 0.1) < 0.03 and Q.mean() < P.mean()
+
+
+def _linked_copy(dest: Path, replace: dict[str, bytes] | None = None) -> Path:
+    """A folder of symbolic links to the packaged MiniLM's files, with the files in ``replace`` written instead."""
+    from discourse.embed import resolve_encoder
+
+    _, src = resolve_encoder(None)
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src)
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        if f.is_dir():
+            (dest / rel).mkdir(exist_ok=True)
+        elif str(rel) in (replace or {}):
+            (dest / rel).write_bytes(replace[str(rel)])
+        else:
+            (dest / rel).symlink_to(f)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def local_model(tmp_path_factory):
+    """A small model trained with a local encoder folder (links to MiniLM's files), saved; (model folder, encoder folder)."""
+    from discourse.embed import Encoder
+    from discourse.model import ModelConfig
+
+    tmp = tmp_path_factory.mktemp("local")
+    folder = _linked_copy(tmp / "encoders" / "my-encoder")
+    texts = [f"We talk about item {i} and the {'budget' if i % 2 else 'staff'} today." for i in range(20)]
+    codes = [["a"] if i % 2 else ["b"] for i in range(20)]
+    config = ModelConfig(features="embedding", tune_layers=0, cv_folds=2, sentence_max=False)
+    model = DiscourseClassifier(["a", "b"], encoder=Encoder(str(folder), cache_dir=tmp / "cache"), config=config)
+    return model.fit(texts, codes).save(tmp / "model"), folder
+
+
+def _edit_manifest(folder: Path, edit) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+def test_a_local_encoder_is_found_at_its_recorded_folder(local_model, tmp_path, monkeypatch):
+    import shutil
+
+    saved, folder = local_model
+    model_dir = tmp_path / "model"
+    shutil.copytree(saved, model_dir)
+    enc = json.loads((model_dir / "manifest.json").read_text())["encoder"]
+    assert list(enc)[:3] == ["name", "path", "id"] and enc["name"] == "my-encoder"
+    assert enc["path"] == str(folder.resolve())
+    monkeypatch.chdir(tmp_path)  # not where the encoder is
+    assert DiscourseClassifier.load(model_dir).encoder.path == folder.resolve()
+    # a model saved before the folder was recorded finds it by name in the current directory...
+    _edit_manifest(model_dir, lambda m: m["encoder"].pop("path"))
+    monkeypatch.chdir(folder.parent)
+    assert DiscourseClassifier.load(model_dir).encoder.path == folder.resolve()
+    # ...and another folder of that name, its files of the same sizes, is not taken for it
+    config = (folder / "config.json").read_bytes()
+    other = _linked_copy(tmp_path / "elsewhere" / "my-encoder", {"config.json": config.replace(b"0.1", b"0.2", 1)})
+    assert (other / "config.json").stat().st_size == len(config) and (other / "config.json").read_bytes() != config
+    monkeypatch.chdir(other.parent)
+    with pytest.raises(DiscourseError, match="trained with encoder my-encoder-.* but my-encoder-.* is in use"):
+        DiscourseClassifier.load(model_dir)
+    # a model that identified it by file sizes only (older versions) is told to retrain, whichever folder it finds
+    from discourse.embed import _fingerprint
+
+    _edit_manifest(model_dir, lambda m: m["encoder"].update(id=f"my-encoder-{_fingerprint(folder)}"))
+    with pytest.raises(DiscourseError, match="older version.*retrain"):
+        DiscourseClassifier.load(model_dir)
+
+
+def test_a_missing_local_encoder_folder_is_one_clear_error(local_model, tmp_path):
+    import shutil
+
+    saved, folder = local_model
+    model_dir = tmp_path / "model"
+    shutil.copytree(saved, model_dir)
+    gone = str(tmp_path / "gone" / "my-encoder")
+    _edit_manifest(model_dir, lambda m: m["encoder"].update(path=gone))
+    with pytest.raises(DiscourseError) as err:
+        DiscourseClassifier.load(model_dir)
+    assert f"needs its encoder folder at {gone}" in err.value.line() and "\n" not in err.value.line()
+
+
+def test_the_manifest_records_the_thread_count_of_training(local_model, tmp_path):
+    import shutil
+
+    import torch
+
+    saved, _ = local_model
+    manifest = json.loads((saved / "manifest.json").read_text())
+    assert manifest["reproducibility"] == {"torch_threads": torch.get_num_threads()}
+    keys = list(manifest)
+    assert keys.index("training_data_sha256") < keys.index("reproducibility") < keys.index("versions")
+    model_dir = tmp_path / "model"
+    shutil.copytree(saved, model_dir)
+    _edit_manifest(model_dir, lambda m: m.pop("reproducibility"))  # as models saved before it
+    assert DiscourseClassifier.load(model_dir).predict_proba(["The budget, today."]).shape == (1, 2)

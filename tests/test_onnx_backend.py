@@ -168,6 +168,8 @@ def test_shipped_models_encoder_survives_quantization(torch_enc):
     adapter = DiscourseClassifier.load(ROOT / "models" / "default", encoder=Encoder("all-mpnet-base-v2", use_cache=False)).adapter_
     texts = _real_texts(40)
     with tempfile.TemporaryDirectory() as cache:
+        (Path(cache) / "encoders").mkdir()
+        (Path(cache) / "encoders" / "all-mpnet-base-v2").symlink_to(Encoder("all-mpnet-base-v2", use_cache=False).path)
         o = Encoder("all-mpnet-base-v2", backend="onnx-int8", use_cache=False, cache_dir=cache, adapter=adapter).encode(texts)
     t = Encoder("all-mpnet-base-v2", use_cache=False, adapter=adapter).encode(texts)
     cos = (o * t).sum(axis=1)
@@ -357,3 +359,102 @@ def test_cli_damaged_model_is_one_line_exit_2(run_cli, small_model, onnx_enc, tm
     code, _, err = run_cli("predict", src, "--model", small_model, "--encoder-backend", "onnx-int8", "-o", tmp_path / "o.csv")
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1 and "damaged" in err
+
+
+def _linked_copy(dest: Path, replace: dict[str, bytes] | None = None) -> Path:
+    """A folder of symbolic links to the packaged MiniLM's files, with the files in ``replace`` written instead."""
+    src = Encoder(use_cache=False).path
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src)
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        if f.is_dir():
+            (dest / rel).mkdir(exist_ok=True)
+        elif str(rel) in (replace or {}):
+            (dest / rel).write_bytes(replace[str(rel)])
+        else:
+            (dest / rel).symlink_to(f)
+    return dest
+
+
+def test_max_positions_leave_room_for_roberta_style_offsets(tmp_path):
+    from discourse.embed import max_positions
+
+    for config, expected in [({"model_type": "bert", "max_position_embeddings": 512}, 512),
+                             ({"model_type": "mpnet", "max_position_embeddings": 514, "pad_token_id": 1}, 512),
+                             ({"model_type": "roberta", "max_position_embeddings": 514}, 512),
+                             ({"model_type": "bert"}, None)]:
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        assert max_positions(tmp_path) == expected, config
+
+
+@pytest.mark.slow
+@needs_onnxruntime
+def test_a_folder_without_a_length_is_cut_at_its_position_table(onnx_enc, tmp_path):
+    from discourse.onnx_backend import OnnxEncoder, model_dir
+
+    tok_cfg = json.loads((onnx_enc.path / "tokenizer_config.json").read_text())
+    tok_cfg["model_max_length"] = int(1e30)  # what transformers writes when a model states no length
+    folder = _linked_copy(tmp_path / "noseq", {"sentence_bert_config.json": b'{"do_lower_case": false}',
+                                               "tokenizer_config.json": json.dumps(tok_cfg).encode()})
+    runner = OnnxEncoder(model_dir(default_cache_dir(), onnx_enc.id), folder)
+    assert runner.max_seq_length == 512  # BERT's position table
+    long_text = " ".join(["Service users sit on the board with the commissioners and the GPs."] * 60)
+    assert len(runner._tokens(long_text)) == 512
+    assert runner.encode([long_text]).shape == (1, 384)
+
+
+@pytest.mark.slow
+@needs_onnxruntime
+def test_an_onnxruntime_failure_is_one_line(onnx_enc):
+    from discourse.onnx_backend import OnnxEncoder, model_dir
+
+    runner = OnnxEncoder(model_dir(default_cache_dir(), onnx_enc.id), onnx_enc.path)
+
+    class Failing:
+        def run(self, *a, **k):
+            raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : indices element out of data bounds\nmore")
+
+    runner.session = Failing()
+    with pytest.raises(DiscourseError) as err:
+        runner.encode(["We listen."])
+    line = err.value.line()
+    assert "\n" not in line and "out of data bounds" in line and "--encoder-backend torch" in line
+
+
+@pytest.mark.slow
+@needs_onnxruntime
+def test_modules_the_int8_runner_leaves_out_are_refused(onnx_enc, tmp_path):
+    from discourse.onnx_backend import OnnxEncoder, model_dir
+
+    modules = json.loads((onnx_enc.path / "modules.json").read_text())
+    modules.append({"idx": len(modules), "name": str(len(modules)), "path": "3_Dense",
+                    "type": "sentence_transformers.models.Dense"})
+    folder = _linked_copy(tmp_path / "dense", {"modules.json": json.dumps(modules).encode()})
+    (folder / "3_Dense").mkdir()
+    (folder / "3_Dense" / "config.json").write_text('{"in_features": 384, "out_features": 256}')
+    with pytest.raises(DiscourseError) as err:
+        OnnxEncoder(model_dir(default_cache_dir(), onnx_enc.id), folder)
+    assert "Transformer, mean Pooling and Normalize" in err.value.line() and "Dense" in err.value.line()
+    with pytest.raises(DiscourseError, match="Dense"):  # refused before any export
+        Encoder(str(folder), backend="onnx-int8", cache_dir=tmp_path / "cache", use_cache=False).encode(["x"])
+    assert not (tmp_path / "cache" / "encoders").exists()
+
+
+@pytest.mark.slow
+@needs_onnxruntime
+def test_export_shows_no_loading_bar(tmp_path, capfd):
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    from discourse.onnx_backend import export_float
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the hub's bars stay off ($HF_HUB_DISABLE_PROGRESS_BARS); transformers' are on
+        hf_logging.enable_progress_bar()  # as in a process that has loaded no encoder yet
+    try:
+        export_float(Encoder(use_cache=False).path, tmp_path / "float.onnx")
+    finally:
+        hf_logging.disable_progress_bar()
+    assert (tmp_path / "float.onnx").is_file()
+    assert "Loading weights" not in capfd.readouterr().err
