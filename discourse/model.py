@@ -456,7 +456,7 @@ def _saved_encoder(enc_info: dict, backend: str | None, folder: Path):
 
 def _mismatch_advice(enc_info: dict, encoder) -> str:
     """What to do when the encoder in use is not the model's."""
-    from .embed import _fingerprint
+    from .encoders import _fingerprint
 
     local = getattr(encoder, "local_path", None)
     if local and not enc_info.get("path") and enc_info["id"].split("+")[0] == f"{encoder.name}-{_fingerprint(local)}":

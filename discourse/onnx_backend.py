@@ -36,7 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .embed import _private_dir, max_positions, module_kind, quiet_transformers, read_modules, remove_stale_temporaries
+from .encoders import _private_dir, max_positions, module_kind, quiet_transformers, read_modules, remove_stale_temporaries
 from .errors import DiscourseError
 from .tables import sha256_file
 
@@ -252,7 +252,7 @@ def _sentence_config(st_folder: Path) -> tuple[int, bool]:
     """(max_seq_length, do_lower_case) of a sentence-transformers folder.
 
     The length is sentence_bert_config.json's ``max_seq_length``, else the tokenizer's ``model_max_length``
-    (512 if neither says), never more than the transformer's position table holds (``embed.max_positions``).
+    (512 if neither says), never more than the transformer's position table holds (``encoders.max_positions``).
     """
     cfg_path = st_folder / "sentence_bert_config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}

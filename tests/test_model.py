@@ -169,7 +169,7 @@ def test_threshold_and_prior_helpers():
 
 def _linked_copy(dest: Path, replace: dict[str, bytes] | None = None) -> Path:
     """A folder of symbolic links to the packaged MiniLM's files, with the files in ``replace`` written instead."""
-    from discourse.embed import resolve_encoder
+    from discourse.encoders import resolve_encoder
 
     _, src = resolve_encoder(None)
     for f in sorted(src.rglob("*")):
@@ -229,7 +229,7 @@ def test_a_local_encoder_is_found_at_its_recorded_folder(local_model, tmp_path, 
     with pytest.raises(DiscourseError, match="trained with encoder my-encoder-.* but my-encoder-.* is in use"):
         DiscourseClassifier.load(model_dir)
     # a model that identified it by file sizes only (older versions) is told to retrain, whichever folder it finds
-    from discourse.embed import _fingerprint
+    from discourse.encoders import _fingerprint
 
     _edit_manifest(model_dir, lambda m: m["encoder"].update(id=f"my-encoder-{_fingerprint(folder)}"))
     with pytest.raises(DiscourseError, match="older version.*retrain"):

@@ -377,7 +377,7 @@ def _linked_copy(dest: Path, replace: dict[str, bytes] | None = None) -> Path:
 
 
 def test_max_positions_leave_room_for_roberta_style_offsets(tmp_path):
-    from discourse.embed import max_positions
+    from discourse.encoders import max_positions
 
     for config, expected in [({"model_type": "bert", "max_position_embeddings": 512}, 512),
                              ({"model_type": "mpnet", "max_position_embeddings": 514, "pad_token_id": 1}, 512),
