@@ -201,7 +201,7 @@ def content_digest(folder: Path, cache_dir: str | os.PathLike) -> str:
     is read in full only when a file changed.
     """
     store_path = Path(cache_dir) / DIGESTS_FILE
-    store = _read_digests(store_path)
+    store = _read_json(store_path)  # a damaged or missing record is only a lost shortcut
     h, changed = hashlib.sha256(), False
     for f in sorted(folder.rglob("*")):
         rel = f.relative_to(folder)
@@ -223,15 +223,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _read_digests(path: Path) -> dict:
-    """The stored file digests (empty if the file is missing or damaged: they are only a shortcut)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _write_digests(path: Path, store: dict) -> None:

@@ -70,3 +70,26 @@ def demo_study(tmp_path):
         return folder
 
     return make
+
+
+def _linked_minilm(dest, replace: dict[str, bytes] | None = None):
+    """A folder of symbolic links to the packaged MiniLM's files, with the files in ``replace`` written instead."""
+    from discourse.encoders import resolve_encoder
+
+    _, src = resolve_encoder(None)
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src)
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        if f.is_dir():
+            (dest / rel).mkdir(exist_ok=True)
+        elif str(rel) in (replace or {}):
+            (dest / rel).write_bytes(replace[str(rel)])
+        else:
+            (dest / rel).symlink_to(f)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def linked_minilm():
+    """``linked_minilm(dest, replace=None)``: a local encoder folder that is MiniLM but for the files replaced."""
+    return _linked_minilm

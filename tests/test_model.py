@@ -167,31 +167,14 @@ def test_threshold_and_prior_helpers():
     assert abs(pi[0] - 0.1) < 0.03 and Q.mean() < P.mean()
 
 
-def _linked_copy(dest: Path, replace: dict[str, bytes] | None = None) -> Path:
-    """A folder of symbolic links to the packaged MiniLM's files, with the files in ``replace`` written instead."""
-    from discourse.encoders import resolve_encoder
-
-    _, src = resolve_encoder(None)
-    for f in sorted(src.rglob("*")):
-        rel = f.relative_to(src)
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        if f.is_dir():
-            (dest / rel).mkdir(exist_ok=True)
-        elif str(rel) in (replace or {}):
-            (dest / rel).write_bytes(replace[str(rel)])
-        else:
-            (dest / rel).symlink_to(f)
-    return dest
-
-
 @pytest.fixture(scope="module")
-def local_model(tmp_path_factory):
+def local_model(tmp_path_factory, linked_minilm):
     """A small model trained with a local encoder folder (links to MiniLM's files), saved; (model folder, encoder folder)."""
     from discourse.embed import Encoder
     from discourse.model import ModelConfig
 
     tmp = tmp_path_factory.mktemp("local")
-    folder = _linked_copy(tmp / "encoders" / "my-encoder")
+    folder = linked_minilm(tmp / "encoders" / "my-encoder")
     texts = [f"We talk about item {i} and the {'budget' if i % 2 else 'staff'} today." for i in range(20)]
     codes = [["a"] if i % 2 else ["b"] for i in range(20)]
     config = ModelConfig(features="embedding", tune_layers=0, cv_folds=2, sentence_max=False)
@@ -206,7 +189,7 @@ def _edit_manifest(folder: Path, edit) -> None:
     path.write_text(json.dumps(manifest, indent=2))
 
 
-def test_a_local_encoder_is_found_at_its_recorded_folder(local_model, tmp_path, monkeypatch):
+def test_a_local_encoder_is_found_at_its_recorded_folder(local_model, tmp_path, monkeypatch, linked_minilm):
     import shutil
 
     saved, folder = local_model
@@ -223,7 +206,7 @@ def test_a_local_encoder_is_found_at_its_recorded_folder(local_model, tmp_path, 
     assert DiscourseClassifier.load(model_dir).encoder.path == folder.resolve()
     # ...and another folder of that name, its files of the same sizes, is not taken for it
     config = (folder / "config.json").read_bytes()
-    other = _linked_copy(tmp_path / "elsewhere" / "my-encoder", {"config.json": config.replace(b"0.1", b"0.2", 1)})
+    other = linked_minilm(tmp_path / "elsewhere" / "my-encoder", {"config.json": config.replace(b"0.1", b"0.2", 1)})
     assert (other / "config.json").stat().st_size == len(config) and (other / "config.json").read_bytes() != config
     monkeypatch.chdir(other.parent)
     with pytest.raises(DiscourseError, match="trained with encoder my-encoder-.* but my-encoder-.* is in use"):

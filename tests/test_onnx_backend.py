@@ -361,21 +361,6 @@ def test_cli_damaged_model_is_one_line_exit_2(run_cli, small_model, onnx_enc, tm
     assert err.startswith("error: ") and err.count("\n") == 1 and "damaged" in err
 
 
-def _linked_copy(dest: Path, replace: dict[str, bytes] | None = None) -> Path:
-    """A folder of symbolic links to the packaged MiniLM's files, with the files in ``replace`` written instead."""
-    src = Encoder(use_cache=False).path
-    for f in sorted(src.rglob("*")):
-        rel = f.relative_to(src)
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        if f.is_dir():
-            (dest / rel).mkdir(exist_ok=True)
-        elif str(rel) in (replace or {}):
-            (dest / rel).write_bytes(replace[str(rel)])
-        else:
-            (dest / rel).symlink_to(f)
-    return dest
-
-
 def test_max_positions_leave_room_for_roberta_style_offsets(tmp_path):
     from discourse.encoders import max_positions
 
@@ -389,12 +374,12 @@ def test_max_positions_leave_room_for_roberta_style_offsets(tmp_path):
 
 @pytest.mark.slow
 @needs_onnxruntime
-def test_a_folder_without_a_length_is_cut_at_its_position_table(onnx_enc, tmp_path):
+def test_a_folder_without_a_length_is_cut_at_its_position_table(onnx_enc, tmp_path, linked_minilm):
     from discourse.onnx_backend import OnnxEncoder, model_dir
 
     tok_cfg = json.loads((onnx_enc.path / "tokenizer_config.json").read_text())
     tok_cfg["model_max_length"] = int(1e30)  # what transformers writes when a model states no length
-    folder = _linked_copy(tmp_path / "noseq", {"sentence_bert_config.json": b'{"do_lower_case": false}',
+    folder = linked_minilm(tmp_path / "noseq", {"sentence_bert_config.json": b'{"do_lower_case": false}',
                                                "tokenizer_config.json": json.dumps(tok_cfg).encode()})
     runner = OnnxEncoder(model_dir(default_cache_dir(), onnx_enc.id), folder)
     assert runner.max_seq_length == 512  # BERT's position table
@@ -423,13 +408,13 @@ def test_an_onnxruntime_failure_is_one_line(onnx_enc):
 
 @pytest.mark.slow
 @needs_onnxruntime
-def test_modules_the_int8_runner_leaves_out_are_refused(onnx_enc, tmp_path):
+def test_modules_the_int8_runner_leaves_out_are_refused(onnx_enc, tmp_path, linked_minilm):
     from discourse.onnx_backend import OnnxEncoder, model_dir
 
     modules = json.loads((onnx_enc.path / "modules.json").read_text())
     modules.append({"idx": len(modules), "name": str(len(modules)), "path": "3_Dense",
                     "type": "sentence_transformers.models.Dense"})
-    folder = _linked_copy(tmp_path / "dense", {"modules.json": json.dumps(modules).encode()})
+    folder = linked_minilm(tmp_path / "dense", {"modules.json": json.dumps(modules).encode()})
     (folder / "3_Dense").mkdir()
     (folder / "3_Dense" / "config.json").write_text('{"in_features": 384, "out_features": 256}')
     with pytest.raises(DiscourseError) as err:
