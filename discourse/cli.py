@@ -281,7 +281,7 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
     import json
 
     from .pipeline import SegmentSettings, classify_study, model_fingerprint
-    from .segment import load_pipeline
+    from .segment import load_pipeline, segmenter_fingerprint
     from .tables import remove_stale_temporaries, write_table, write_text
 
     if remove_stale_temporaries(outdir):
@@ -313,7 +313,7 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
         "model": {"folder": Path(model_dir).name, "manifest_sha256": fingerprint,
                   "codes": model.codes, "thresholds": dict(zip(model.codes, model.thresholds_)),
                   "encoder_backend": backend},
-        "segmentation": settings.__dict__,
+        "segmentation": {**settings.__dict__, "segmenter": segmenter_fingerprint(settings.method)},
         "adapt_priors": stats.get("adapted_prevalence"),
         "documents": [{"doc_id": d.doc_id, "file": Path(d.path).name, "format": d.format, "sha256": d.sha256}
                       for d in sorted(study.documents, key=lambda d: d.doc_id)],

@@ -27,6 +27,9 @@ NOT_TRANSCRIPTS = ("~$", "._")  # Word's lock files and macOS's resource forks, 
 _NOT_IN_FILE_NAMES = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
 
 
+_WINDOWS_RESERVED = re.compile(r"(?:con|prn|aux|nul|com[0-9]|lpt[0-9])", re.IGNORECASE)  # even with an extension
+
+
 def check_doc_id(doc_id: str, path: str | os.PathLike, where: str = "", fix: str = "choose another") -> None:
     """Refuse a doc_id that cannot name the document's output files (``texts/<doc_id>.txt``, the cache).
 
@@ -39,6 +42,10 @@ def check_doc_id(doc_id: str, path: str | os.PathLike, where: str = "", fix: str
         why = 'holds one of / \\ : * ? " < > | or a control character'
     elif doc_id.startswith("."):
         why = "starts with '.'"
+    elif doc_id.endswith((".", " ")):
+        why = "ends with '.' or a space, which Windows drops from file names"
+    elif _WINDOWS_RESERVED.fullmatch(doc_id.split(".")[0]):
+        why = "is a name Windows reserves for devices"
     else:
         return
     raise DiscourseError(f"{where}doc_id '{shown(doc_id)}' cannot name the document's output files "
@@ -171,6 +178,7 @@ def read_speakers(path: str | os.PathLike | None, optional: bool = False) -> pd.
     for col in ("doc_id", "speaker", "role"):
         df[col] = text_cells(df[col])
     _refuse_blank_speaker_cells(df, path)
+    df["speaker"] = df["speaker"].str.replace(r"\s*:$", "", regex=True)  # "Interviewer:" as the transcript shows it
     df["role"] = df["role"].str.lower()
     dup = df[df.assign(key=df["speaker"].str.lower()).duplicated(["doc_id", "key"])]
     if len(dup):

@@ -206,6 +206,7 @@ def test_classify_profile_report_resume_and_determinism(run_cli, mini_study, tmp
     assert code == 0 and "3 documents (3 reused)" in stdout, err
     adapted = pd.read_parquet(out / "predictions.parquet")
     run = json.loads((out / "run.json").read_text())
+    assert run["segmentation"]["segmenter"].startswith("segment ")  # the code, spaCy and model versions behind the excerpts
     assert set(run["adapt_priors"]) == set(c[2:] for c in pred.columns if c.startswith("p_"))
     for c, pi in run["adapt_priors"].items():  # the estimate is the mean adjusted probability
         assert 0 < pi < 1 and adapted[f"p_{c}"].mean() == pytest.approx(pi, abs=1e-3)

@@ -101,7 +101,9 @@ def test_a_csv_of_several_documents_may_be_listed_once_per_document(tmp_path, en
 
 @pytest.mark.parametrize("doc_id,needle", [("site/P01", "row 2: doc_id 'site/P01'"),
                                            ("../../escaped", "row 2: doc_id '../../escaped'"),
-                                           ("a:b", "'a:b'"), (".hidden", "starts with '.'")])
+                                           ("a:b", "'a:b'"), (".hidden", "starts with '.'"),
+                                           ("P01.", "ends with '.'"), ("CON", "Windows reserves"),
+                                           ("nul.txt", "Windows reserves")])
 def test_a_doc_id_that_cannot_be_a_file_name_is_refused(docs, doc_id, needle):
     m = write(docs, "m.csv", f"doc_id,file\n{doc_id},a.txt\n")
     refused(read_manifest, m, needles=("m.csv", needle, "texts/<doc_id>.txt"))
@@ -294,3 +296,8 @@ def test_the_same_text_coded_two_ways_is_a_warning(tmp_path):
 def test_a_header_only_table_keeps_its_columns(docs):
     s = write(docs, "s.csv", "doc_id,speaker,role\n")
     assert read_speakers(s).columns.tolist() == ["doc_id", "speaker", "role"] and read_speakers(s).empty
+
+
+def test_a_speaker_label_written_with_its_colon_is_the_label(docs):
+    s = write(docs, "s.csv", "doc_id,speaker,role\na,Interviewer:,interviewer\na,Jean Hartley :,user_governor\n")
+    assert read_speakers(s)["speaker"].tolist() == ["Interviewer", "Jean Hartley"]
