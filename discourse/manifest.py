@@ -89,13 +89,16 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     return df.sort_values("doc_id", kind="stable").reset_index(drop=True)
 
 
-def _refuse_blank(df: pd.DataFrame, col: str, path: Path) -> None:
-    """A row with something in it but no ``col`` (a row of nothing at all was dropped when the table was read)."""
+def _refuse_blank(df: pd.DataFrame, col: str, path: Path, hint: str = "", name_doc: bool = True) -> None:
+    """A row with something in it but no ``col`` (a row of nothing at all was dropped when the table was read).
+
+    ``name_doc``: say the row's doc_id; ``hint`` ends the message.
+    """
     blank = df[col] == ""
     if blank.any():
         i = df.index[blank][0]
-        of = f" (doc '{shown(df.at[i, 'doc_id'])}')" if col != "doc_id" and "doc_id" in df.columns else ""
-        raise DiscourseError(f"row {i + 2}{of} has no {col}", path)
+        of = f" (doc '{shown(df.at[i, 'doc_id'])}')" if name_doc and col != "doc_id" and "doc_id" in df.columns else ""
+        raise DiscourseError(f"row {i + 2}{of} has no {col}{hint}", path)
 
 
 def _check_manifest_ids(df: pd.DataFrame, path: Path) -> None:
@@ -177,7 +180,9 @@ def read_speakers(path: str | os.PathLike | None, optional: bool = False) -> pd.
     df = read_table(path, required=("doc_id", "speaker", "role"), tidy=True).copy()
     for col in ("doc_id", "speaker", "role"):
         df[col] = text_cells(df[col])
-    _refuse_blank_speaker_cells(df, path)
+    # every row names a document (or ``*``) and a speaker; a blank role counts as not named (import-qdpx writes them)
+    _refuse_blank(df, "doc_id", path, hint=" (use * for a speaker of every document)")
+    _refuse_blank(df, "speaker", path, name_doc=False)
     df["speaker"] = df["speaker"].str.replace(r"\s*:$", "", regex=True)  # "Interviewer:" as the transcript shows it
     df["role"] = df["role"].str.lower()
     dup = df[df.assign(key=df["speaker"].str.lower()).duplicated(["doc_id", "key"])]
@@ -185,20 +190,6 @@ def read_speakers(path: str | os.PathLike | None, optional: bool = False) -> pd.
         r = dup.iloc[0]
         raise DiscourseError(f"speaker '{shown(r.speaker)}' of doc '{shown(r.doc_id)}' is listed twice", path)
     return df.reset_index(drop=True)
-
-
-def _refuse_blank_speaker_cells(df: pd.DataFrame, path) -> None:
-    """Every row that is not wholly blank names a document (or ``*``) and a speaker.
-
-    A blank role is allowed (``import-qdpx`` writes them): the speaker counts as not named, so ``unknown``
-    with the usual warning.
-    """
-    hints = {"doc_id": " (use * for a speaker of every document)", "speaker": ""}
-    for col, hint in hints.items():
-        blank = df[col] == ""
-        if blank.any():
-            i = df.index[blank][0]
-            raise DiscourseError(f"row {i + 2} has no {col}{hint}", path)
 
 
 def default_speakers_path(manifest_path: str | os.PathLike) -> Path:

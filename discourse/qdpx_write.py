@@ -52,17 +52,6 @@ def _newline_map(text: str) -> tuple[str, Callable[[int], int]]:
     return new, lambda o: o - bisect.bisect_left(removed, o)
 
 
-def _pseudonyms(outdir: Path) -> Callable[[str, str], str]:
-    """Speaker labels that are names become ``Speaker N`` per document (:func:`discourse.redact.pseudonyms`)."""
-    from .redact import pseudonyms
-
-    turns_path = outdir / "turns.parquet"
-    table = pd.read_parquet(turns_path, columns=["doc_id", "speaker"]) if turns_path.exists() else \
-        pd.read_parquet(outdir / "predictions.parquet", columns=["doc_id", "speaker"])
-    names = pseudonyms(table)
-    return lambda doc_id, s: names.get((doc_id, s), s)
-
-
 def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.PathLike,
                 created: str | None = None, model_name: str | None = None, redactor=None) -> dict:
     """Write a classify output folder as a .qdpx: texts, codebook, machine codings, speaker cases.
@@ -80,12 +69,17 @@ def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.Pa
     """
     outdir = Path(outdir)
     created = creation_time(created)
-    label = (lambda doc_id, s: s) if redactor is None else _pseudonyms(outdir)
     pred = read_table(outdir / "predictions.parquet", required=("excerpt_id", "doc_id", "speaker", "start", "end", "codes"))
     pred = pred.copy()
     pred["codes"] = pred["codes"].fillna("").astype(str)
     turns_path = outdir / "turns.parquet"
     turns = read_table(turns_path, required=("doc_id", "speaker")) if turns_path.exists() else pred
+    names = {}
+    if redactor is not None:  # named speakers become Speaker N per document
+        from .redact import pseudonyms
+
+        names = pseudonyms(turns)
+    label = lambda doc_id, s: names.get((doc_id, s), s)  # noqa: E731
     run_path = outdir / "run.json"
     run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.is_file() else {}
     thresholds = (run.get("model") or {}).get("thresholds") or {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -12,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DiscourseError
-from .tables import atomic_path, excel_safe, read_table, text_not_formulas, write_table, zip_bytes, zip_members
+from .tables import atomic_path, excel_safe, normalise_xlsx, read_table, text_not_formulas, write_table
 
 REVIEW_SHEET = "review"
 INSTRUCTIONS_SHEET = "instructions"
@@ -65,16 +64,6 @@ def instructions_lines(codes: Sequence[str], codebook: Mapping | None = None, ab
     if about:
         lines += ["About this queue", ""] + [f"{k}: {v}" for k, v in about.items()]
     return lines
-
-
-def _normalise_xlsx(path: Path) -> None:
-    """Fixed zip timestamps and document dates, so the same queue gives the same bytes."""
-    items = []
-    for name, data in zip_members(path):
-        if name == "docProps/core.xml":
-            data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*", rb"\g<1>2000-01-01T00:00:00Z", data)
-        items.append((name, data))
-    path.write_bytes(zip_bytes(items))
 
 
 def write_queue(queue: pd.DataFrame, codes: Sequence[str], path: str | os.PathLike,
@@ -149,7 +138,7 @@ def write_queue(queue: pd.DataFrame, codes: Sequence[str], path: str | os.PathLi
     wb.properties.creator = "discourse"
     with atomic_path(path) as tmp:
         wb.save(tmp)
-        _normalise_xlsx(tmp)
+        normalise_xlsx(tmp)
 
 
 # --- reading the review -----------------------------------------------------------

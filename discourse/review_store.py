@@ -181,9 +181,7 @@ def review_summary(store: pd.DataFrame, codes: Sequence[str], n_boot: int = 2000
         many = many[many["n"] > 1]
         differ = many.index[many["sets"] > 1].tolist()
         disagree = {"excerpts": len(many), "differ": len(differ), "ids": differ[:5]}
-        # each excerpt counts once, by its latest decision, as training takes it (reviewed_as_coded)
-        store = store.sort_values(["excerpt_id", "review_date", "reviewer"], kind="stable").drop_duplicates(
-            "excerpt_id", keep="last")
+        store = latest_decisions(store)  # each excerpt counts once, as training takes it (reviewed_as_coded)
     M = _code_matrix(store["model_codes"], codes)
     R = _code_matrix(store["codes"], codes)
     rand = (store["sample"] == "random").to_numpy()
@@ -250,8 +248,7 @@ def reviewed_as_coded(store_path: str | os.PathLike, codes: Sequence[str]) -> pd
     """
     path = Path(store_path)
     df = read_store(path)
-    df = df.sort_values(["excerpt_id", "review_date", "reviewer"], kind="stable")
-    df = df.drop_duplicates("excerpt_id", keep="last")
+    df = latest_decisions(df)
     known = set(codes)
     sets = []
     for eid, value in zip(df["excerpt_id"], df["codes"]):
@@ -268,3 +265,7 @@ def reviewed_as_coded(store_path: str | os.PathLike, codes: Sequence[str]) -> pd
     return out.sort_values("id", kind="stable").reset_index(drop=True)
 
 
+def latest_decisions(store: pd.DataFrame) -> pd.DataFrame:
+    """One row per excerpt: its latest decision (by review date, then reviewer name)."""
+    return store.sort_values(["excerpt_id", "review_date", "reviewer"], kind="stable").drop_duplicates(
+        "excerpt_id", keep="last")

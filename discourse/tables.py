@@ -21,11 +21,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")  # characters that would b
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.
 
     If the body raises (or the process dies), ``path`` is untouched and the
-    temporary file is removed, so no half-written output is ever left.
+    temporary file is removed, so no half-written output is ever left. The file
+    gets ``mode``, or the usual permissions (0666 less the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,7 +35,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp_path, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -82,9 +83,9 @@ def zip_members(path: str | os.PathLike) -> list[tuple[str, bytes]]:
         return [(i.filename, z.read(i.filename)) for i in z.infolist()]
 
 
-def write_text(text: str, path: str | os.PathLike) -> None:
-    """Write ``text`` as UTF-8 exactly (no newline translation), atomically."""
-    with atomic_path(path) as tmp:
+def write_text(text: str, path: str | os.PathLike, mode: int | None = None) -> None:
+    """Write ``text`` as UTF-8 exactly (no newline translation), atomically (with ``mode``: see ``atomic_path``)."""
+    with atomic_path(path, mode) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
 
@@ -157,15 +158,17 @@ def _sheet_names(names: list[str]) -> list[str]:
 def _write_sheets(tables: dict[str, pd.DataFrame], path: Path) -> None:
     """Write the sheets with openpyxl: text cells as text (a leading ``=`` is never a formula), no control
     characters Excel refuses, and fixed dates and zip times, so the same tables give the same bytes."""
-    from datetime import datetime
-
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         for name, df in tables.items():
             df.map(excel_safe).to_excel(writer, sheet_name=name, index=False)
             text_not_formulas(writer.sheets[name])
-        writer.book.properties.created = datetime(2000, 1, 1)
-    fixed = re.compile(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)")  # openpyxl stamps "modified" on save
-    members = [(n, fixed.sub(rb"\g<1>2000-01-01T00:00:00Z\g<2>", b) if n == "docProps/core.xml" else b)
+    normalise_xlsx(path)
+
+
+def normalise_xlsx(path: str | os.PathLike) -> None:
+    """Fixed document dates (openpyxl stamps them on save) and zip times, so the same workbook gives the same bytes."""
+    fixed = re.compile(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*")
+    members = [(n, fixed.sub(rb"\g<1>2000-01-01T00:00:00Z", b) if n == "docProps/core.xml" else b)
                for n, b in zip_members(path)]
     Path(path).write_bytes(zip_bytes(members))
 

@@ -52,8 +52,8 @@ def test_a_local_encoders_file_digests_are_kept_by_size_and_mtime(tmp_path, monk
     first = Encoder(str(folder), cache_dir=cache, use_cache=False).id
     assert stat.S_IMODE((cache / encoders.DIGESTS_FILE).stat().st_mode) == 0o600
     read = []
-    real = encoders._sha256
-    monkeypatch.setattr(encoders, "_sha256", lambda p: read.append(p.name) or real(p))
+    real = encoders.sha256_file
+    monkeypatch.setattr(encoders, "sha256_file", lambda p: read.append(p.name) or real(p))
     assert Encoder(str(folder), cache_dir=cache, use_cache=False).id == first and read == []  # nothing re-read
     (folder / "model.safetensors").write_bytes(b"\x02" * 64)
     assert Encoder(str(folder), cache_dir=cache, use_cache=False).id != first
