@@ -61,13 +61,6 @@ def _write_texts(study, folder: Path) -> None:
         write_text(doc.text, folder / f"{doc.doc_id}.txt")
 
 
-def _segment_study(study, method: str, max_sentences: int):
-    from .segment import load_pipeline, segment
-
-    nlp = load_pipeline(method)
-    return segment(study.turns, nlp, max_sentences=max_sentences)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="discourse")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
@@ -98,16 +91,23 @@ def segment_cmd(paths, manifest, speakers, output, max_sentences, method, strict
     The canonical text of each document (the text the offsets index) is
     written to a texts/ folder beside OUTPUT, and the turns to turns.parquet.
     """
+    from .pipeline import SegmentSettings, segment_study
+    from .segment import load_pipeline
     from .tables import write_table
 
     study = _load_study(paths, manifest, speakers, strict)
-    excerpts = _segment_study(study, method, max_sentences)
+    settings = SegmentSettings(method=method, max_sentences=max_sentences)
+    read = len(study.skipped)
+    excerpts = segment_study(study, load_pipeline(method), settings, strict)
+    for doc_id, why in study.skipped[read:]:
+        _warn(f"skipped {doc_id}: {why}")
     out = Path(output)
     _write_texts(study, out.parent / "texts")
     write_table(study.turns, out.parent / "turns.parquet")
     write_table(excerpts, out)
+    n_done = len({d.doc_id for d in study.documents} - {d for d, _ in study.skipped})
     click.echo(
-        f"{len(study.documents)} documents, {len(study.turns)} turns, {len(excerpts)} excerpts -> {out}"
+        f"{n_done} documents, {len(study.turns)} turns, {len(excerpts)} excerpts -> {out}"
         + (f" ({len(study.skipped)} skipped)" if study.skipped else "")
     )
 

@@ -114,6 +114,27 @@ def isolating(run_chunk: Callable, turns: pd.DataFrame) -> tuple[pd.DataFrame, d
         return (pd.concat(parts, ignore_index=True) if parts else None), seconds, failed
 
 
+def segment_study(study: Study, nlp, settings: SegmentSettings = SegmentSettings(), strict: bool = False) -> pd.DataFrame:
+    """Excerpts of every document of ``study``, as ``discourse segment`` writes them (no model).
+
+    A document that fails is added to ``study.skipped`` and its excerpts left
+    out, so one bad document never stops the others (fatal with ``strict``).
+    """
+    def run_chunk(turns: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+        ex = segment(turns, nlp, max_sentences=settings.max_sentences, max_tokens=settings.max_tokens,
+                     min_words=settings.min_words)
+        return ex, dict.fromkeys(STAGES, 0.0)
+
+    excerpts, _, failed = isolating(run_chunk, study.turns)
+    if failed and strict:
+        doc_id, why = failed[0]
+        raise DiscourseError(why if doc_id in why else f"{doc_id}: {why}")
+    study.skipped.extend(failed)
+    if excerpts is None:
+        raise DiscourseError("no document could be segmented")
+    return excerpts
+
+
 def failure_line(doc_id: str, exc: Exception) -> str:
     """One line saying why a document failed: the tool's own message, or an internal error naming the document."""
     if isinstance(exc, DiscourseError):

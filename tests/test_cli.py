@@ -32,6 +32,28 @@ def test_segment_writes_excerpts_and_checkable_texts(run_cli, mini_study, tmp_pa
     assert (out.parent / "turns.parquet").exists()
 
 
+def test_segment_skips_a_document_that_fails_and_keeps_the_others(run_cli, mini_study, tmp_path, monkeypatch):
+    import discourse.pipeline as pipeline
+
+    real = pipeline.segment
+
+    def broken(turns, nlp, **kw):
+        if (turns["doc_id"] == "B08").any():
+            raise KeyError("speaker")
+        return real(turns, nlp, **kw)
+
+    monkeypatch.setattr(pipeline, "segment", broken)
+    out = tmp_path / "seg" / "excerpts.csv"
+    code, stdout, err = run_cli("segment", mini_study, "--manifest", mini_study / "manifest.csv", "-o", out)
+    assert code == 0, err
+    assert set(pd.read_csv(out, keep_default_na=False).doc_id) == {"A01", "C06"}
+    assert "skipped B08: B08: internal error: KeyError: 'speaker'" in err and "Traceback" not in err
+    assert stdout.startswith("2 documents,") and "(1 skipped)" in stdout
+    strict = tmp_path / "strict" / "excerpts.csv"
+    code, stdout, err = run_cli("segment", mini_study, "--manifest", mini_study / "manifest.csv", "-o", strict, "--strict")
+    assert code != 0 and "B08" in err and len(err.strip().splitlines()) == 1 and not strict.exists()
+
+
 @pytest.mark.slow
 def test_predict_keeps_rows_and_columns(run_cli, tmp_path):
     src = tmp_path / "in.csv"
