@@ -111,21 +111,39 @@ class EmbeddingCache:
         return sqlite3.connect(self.path, timeout=60)
 
     def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """The cached vectors of ``keys`` that are there; a file damaged since it was opened is set aside
+        (none are then cached: they are encoded again)."""
         out: dict[str, np.ndarray] = {}
-        with closing(self._connect()) as db:
-            for i in range(0, len(keys), 500):
-                chunk = list(keys[i:i + 500])
-                q = f"SELECT key, v FROM vec WHERE key IN ({','.join('?' * len(chunk))})"
-                for k, v in db.execute(q, chunk):
-                    out[k] = np.frombuffer(v, dtype=np.float32)
+        try:
+            with closing(self._connect()) as db:
+                for i in range(0, len(keys), 500):
+                    chunk = list(keys[i:i + 500])
+                    q = f"SELECT key, v FROM vec WHERE key IN ({','.join('?' * len(chunk))})"
+                    for k, v in db.execute(q, chunk):
+                        out[k] = np.frombuffer(v, dtype=np.float32)
+        except sqlite3.OperationalError:
+            raise  # locked, unreadable: not damage
+        except sqlite3.DatabaseError:
+            self._set_aside()
+            self._create_table()
+            return {}
         return out
 
     def put(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
-        with closing(self._connect()) as db, db:
-            db.executemany(
-                "INSERT OR REPLACE INTO vec (key, v) VALUES (?, ?)",
-                ((k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items),
-            )
+        """Store vectors; a file damaged since it was opened is set aside and they go to a new one."""
+        rows = [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items]
+        for attempt in range(2):
+            try:
+                with closing(self._connect()) as db, db:
+                    db.executemany("INSERT OR REPLACE INTO vec (key, v) VALUES (?, ?)", rows)
+                return
+            except sqlite3.OperationalError:
+                raise
+            except sqlite3.DatabaseError:
+                if attempt:
+                    raise
+                self._set_aside()
+                self._create_table()
 
 
 class Encoder:

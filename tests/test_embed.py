@@ -95,6 +95,22 @@ def test_a_damaged_cache_file_is_set_aside_with_a_warning(tmp_path, capfd):
     assert cache.get(["k"])["k"].tolist() == [1, 1, 1]
 
 
+def test_a_cache_file_damaged_while_in_use_is_set_aside_and_the_run_goes_on(tmp_path, capfd):
+    cache = EmbeddingCache(tmp_path, "x")
+    cache.put([("k", np.ones(3, np.float32))])
+    junk = os.urandom(8192)
+    cache.path.write_bytes(junk)  # damaged after opening (a disk error, another program)
+    assert cache.get(["k"]) == {}  # nothing to trust: encoded again
+    assert (tmp_path / "embeddings-x.sqlite.damaged").read_bytes() == junk
+    cache.put([("k", np.full(3, 2, np.float32))])
+    assert cache.get(["k"])["k"].tolist() == [2, 2, 2]
+    cache.path.write_bytes(junk)
+    cache.put([("j", np.zeros(3, np.float32))])  # a put into a damaged file goes to a new one
+    assert cache.get(["j"])["j"].tolist() == [0, 0, 0]
+    err = capfd.readouterr().err
+    assert err.count("warning:") == 2 and "Traceback" not in err
+
+
 def test_new_cache_files_and_folders_are_private(tmp_path):
     folder = tmp_path / "new" / "cache"
     cache = EmbeddingCache(folder, "x")
