@@ -35,6 +35,7 @@ from .evaluate import (
     expected_calibration_error,
     reliability_curve,
     to_matrix,
+    without_nan,
 )
 from .sentences import with_sentence_max
 from .tables import sha256_file
@@ -271,10 +272,8 @@ class DiscourseClassifier:
             "folds": k,
             "grouped_by": "groups" if grouped else "stratified excerpts",
             **_agreement(Y, P, P >= np.asarray(self.thresholds_), self.codes),
-            "reliability": [
-                {k: (None if isinstance(v, float) and np.isnan(v) else round(float(v), 4)) for k, v in r.items()}
-                for r in reliability_curve(Y, P).to_dict("records")
-            ],
+            "reliability": without_nan([{k: round(float(v), 4) for k, v in r.items()}
+                                        for r in reliability_curve(Y, P).to_dict("records")]),
             "nested": _nested_metrics(oof, Y, folds, self.codes),
         }
         self.vectorizer_, self.estimators_, _ = self._fit_scores(texts, emb, Y, weights, texts[:1],
