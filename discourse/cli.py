@@ -196,15 +196,16 @@ def train_cmd(coded, codebook, output, features, C, tfidf_weight, tune_layers, s
 @click.option("--test", "test_path", default=str(DEFAULT_TEST), show_default="corpora/test/test.csv", type=click.Path(dir_okay=False), help="Hand-coded test excerpts, never used in training.")
 @click.option("--second-coder", "second_path", default=None, type=click.Path(dir_okay=False),
               help="The same test excerpts coded blind by a second coder (columns id, codes): sets the model beside the human ceiling.")
-@click.option("-o", "--output", default="evaluation", show_default=True, type=click.Path(file_okay=False), help="Folder for evaluation.md, evaluation.csv, reliability.png (and ceiling.csv).")
+@click.option("-o", "--output", default="evaluation", show_default=True, type=click.Path(file_okay=False), help="Folder for evaluation.md, evaluation.csv, excerpts.csv (each excerpt's hand and model codes), reliability.png (and ceiling.csv).")
 @backend_option
 def evaluate_cmd(model_dir, test_path, second_path, output, backend):
     """Measure a model against hand-coded test excerpts: P/R/F1, kappa, alpha, calibration."""
     from .coded import read_coded, read_second_coding
     import json
 
-    from .evaluate import (agreement_table, bootstrap_intervals, ceiling_table, expected_calibration_error,
-                           plot_reliability, reliability_curve, to_matrix, without_nan)
+    from .evaluate import (agreement_table, bootstrap_intervals, ceiling_table, excerpt_table,
+                           expected_calibration_error, plot_reliability, reliability_curve, to_matrix, without_nan)
+    from .predict import PROBA_DECIMALS
     from .reporting import ceiling_markdown, evaluation_markdown
     from .tables import check_writable_folder, write_table, write_text
 
@@ -242,6 +243,7 @@ def evaluate_cmd(model_dir, test_path, second_path, output, backend):
         md += ceiling_markdown(ceiling, Path(second_path).name, len(df))
     elif (out / "ceiling.csv").exists():
         (out / "ceiling.csv").unlink()  # an earlier run's, against another second coding: not this evaluation's
+    write_table(excerpt_table(df, P, model.thresholds_, model.codes, second, PROBA_DECIMALS), out / "excerpts.csv")
     write_text(json.dumps(without_nan(summary), indent=2) + "\n", out / "summary.json")
     write_text(md, out / "evaluation.md")
     click.echo(md)

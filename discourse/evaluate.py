@@ -174,6 +174,26 @@ def without_nan(obj):
     return obj
 
 
+def excerpt_table(test: pd.DataFrame, P: np.ndarray, thresholds: Sequence[float], codes: Sequence[str],
+                  second: pd.DataFrame | None = None, decimals: int = 6) -> pd.DataFrame:
+    """One row per test excerpt behind every figure: its row in the test table, id, text, the hand codes,
+    the second coder's (when given; blank where not coded), the model's codes and probabilities."""
+    assigned = P >= np.asarray(thresholds)
+    out = pd.DataFrame({"row": np.asarray(test.index) + 2})
+    if "id" in test.columns:
+        out["id"] = test["id"].astype(str).to_numpy()
+    out["text"] = test["text"].to_numpy()
+    out["codes"] = [";".join(cs) for cs in test["codes"]]
+    if second is not None:
+        theirs = dict(zip(second.index, second["second_codes"]))
+        out["second_coded"] = [i in theirs for i in test.index]
+        out["second_codes"] = [";".join(theirs.get(i, [])) for i in test.index]
+    out["model_codes"] = [";".join(c for c, a in zip(codes, row) if a) for row in assigned]
+    for j, c in enumerate(codes):
+        out[f"p_{c}"] = np.round(P[:, j], decimals)
+    return out
+
+
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """ECE with equal-width bins over all (excerpt, code) probabilities pooled."""
     y, p = np.asarray(y, float).ravel(), np.asarray(p, float).ravel()

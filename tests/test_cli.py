@@ -166,6 +166,15 @@ def test_evaluate_reports_agreement_with_bootstrap_intervals(run_cli, tmp_path):
     assert "40 hand-coded excerpts" in md and "| kappa 95% CI |" in md and "bootstrap" in md
     assert re.search(r"\| macro \|.*\| \d\.\d{3}-\d\.\d{3} \|", md)
     assert not (ev / "ceiling.csv").exists() and "second coder" not in md
+    from discourse.evaluate import agreement_table, to_matrix
+
+    ex = pd.read_csv(ev / "excerpts.csv", keep_default_na=False, dtype={"id": str})  # the excerpts behind the figures
+    src = pd.read_csv(test, keep_default_na=False)
+    assert ex.row.tolist() == list(range(2, 42)) and ex.id.tolist() == src.id.tolist() and ex.text.tolist() == src.text.tolist()
+    codes = [c for c in (x[2:] for x in ex.columns if x.startswith("p_"))]
+    split = lambda col: [[c for c in v.split(";") if c] for v in ex[col]]  # noqa: E731
+    again = agreement_table(to_matrix(split("codes"), codes), to_matrix(split("model_codes"), codes), codes)
+    assert (again.set_index("code").kappa.round(4).fillna(-9) == table.kappa.fillna(-9)).all()
 
     second = tmp_path / "second.csv"  # the blind second coding of 30 of those 40 excerpts
     ids = pd.read_csv(test, keep_default_na=False).id.head(30)
@@ -179,6 +188,8 @@ def test_evaluate_reports_agreement_with_bootstrap_intervals(run_cli, tmp_path):
     assert (ceiling.met == (ceiling.model_kappa >= ceiling.target - 1e-9)).all()
     md = (ev / "evaluation.md").read_text()
     assert "## Against a second coder" in md and "coded 30 of the 40 excerpts" in md
+    ex = pd.read_csv(ev / "excerpts.csv", keep_default_na=False)
+    assert ex.second_coded.tolist() == [True] * 30 + [False] * 10 and (ex.second_codes[30:] == "").all()
     summary = json.loads((ev / "summary.json").read_text())["second_coder"]
     assert summary["n"] == 30 and summary["codes_meeting_ceiling"] + len(summary["codes_below_ceiling"]) == 6
     assert run_cli("evaluate", "--test", test, "-o", ev)[0] == 0  # again without: no stale ceiling is left beside it
