@@ -58,8 +58,9 @@ def import_qdpx_cmd(project, map_path, codebook, output, sources_dir):
     """Read hand coding from a REFI-QDA project (.qdpx) as a coded excerpts table.
 
     Each coder's codes on one span make one row (text, codes, coder, source,
-    start, end, and role/trust from the project's cases). Selections coded
-    only with codes the map does not cover are skipped and listed.
+    start, end, and role/trust from the project's cases). Each code the map
+    does not cover is named once; selections coded only with such codes are
+    skipped and listed; excerpts that run over two speakers' turns are counted.
     """
     from .qdpx import code_coverage, coded_from_project, extract_sources, read_code_map, read_qdpx
     from .tables import write_table
@@ -80,12 +81,13 @@ def import_qdpx_cmd(project, map_path, codebook, output, sources_dir):
         manifest, speakers, warns = extract_sources(proj, sources_dir)
         _warn_all(warns, "warnings")
         click.echo(f"{len(manifest)} transcripts, {len(speakers)} speakers -> {Path(sources_dir) / 'manifest.csv'}")
-    _warn_all(report, "skipped selections")
+    skipped = [r for r in report if ": skipped" in r]
+    _warn_all([r for r in report if ": skipped" not in r], "warnings")  # one per uncovered code, so all are shown
+    _warn_all(skipped, "skipped selections")
     write_table(coded, output)
     coders = coded["coder"].nunique() if len(coded) else 0
     sources = coded["source"].nunique() if len(coded) else 0
-    skipped = sum(1 for r in report if ": skipped" in r)
-    click.echo(f"{len(coded)} coded excerpts ({coders} coders, {sources} sources; {skipped} skipped) -> {output}")
+    click.echo(f"{len(coded)} coded excerpts ({coders} coders, {sources} sources; {len(skipped)} skipped) -> {output}")
 
 
 @click.command("import-qdc")
@@ -135,11 +137,9 @@ def export_qdpx_cmd(outdir, model_dir, output, redact):
     coding per code (user "discourse model", probability in a note), and each
     speaker a case with role and trust.
     """
-    import json
-
     from .codebook import codebook_from_dict
     from .model import MANIFEST_FILE, read_model_manifest
-    from .pipeline import model_fingerprint
+    from .pipeline import check_same_model, read_run
     from .qdpx import export_qdpx
 
     out = _suffix(output, (".qdpx",))
@@ -149,11 +149,7 @@ def export_qdpx_cmd(outdir, model_dir, output, redact):
     if not isinstance(manifest.get("codebook"), dict):
         raise DiscourseError(f"{MANIFEST_FILE} has no codebook", model_dir)
     book = codebook_from_dict(manifest["codebook"], Path(model_dir) / MANIFEST_FILE)
-    run_path = Path(outdir) / "run.json"
-    if run_path.is_file():
-        recorded = (json.loads(run_path.read_text(encoding="utf-8")).get("model") or {}).get("manifest_sha256")
-        if recorded and recorded != model_fingerprint(model_dir):
-            _warn(f"{outdir} was classified with another model than {model_dir}; exporting {model_dir}'s codebook")
+    check_same_model(read_run(outdir), model_dir, outdir)  # its name and codebook go into the project
     redactor = None
     if redact:
         import pandas as pd

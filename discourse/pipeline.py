@@ -53,6 +53,35 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return hashlib.sha256((Path(model_dir) / "manifest.json").read_bytes()).hexdigest()[:16]
 
 
+def read_run(outdir: str | Path) -> dict:
+    """A classify folder's ``run.json`` ({} if there is none); a file that is not JSON is a one-line error."""
+    path = Path(outdir) / "run.json"
+    if not path.is_file():
+        return {}
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DiscourseError(f"not readable as JSON ({exc}): `discourse classify -o` writes it", path) from None
+    return run if isinstance(run, dict) else {}
+
+
+def run_model(run: dict) -> dict:
+    """The ``model`` part of a run record ({} if there is none)."""
+    model = run.get("model")
+    return model if isinstance(model, dict) else {}
+
+
+def check_same_model(run: dict, model_dir: str | Path, outdir: str | Path) -> None:
+    """Refuse ``model_dir`` unless it is the model the run record says classified ``outdir``: its name and
+    codebook go into the report and the QDA project. A record without a fingerprint is not checked."""
+    used = run_model(run)
+    recorded = used.get("manifest_sha256")
+    if recorded and recorded != model_fingerprint(model_dir):
+        raise DiscourseError(
+            f"these predictions were made by model '{used.get('folder')}' (manifest {recorded}), "
+            f"not by {model_dir}: pass that model's folder with --model", outdir)
+
+
 def document_key(doc, turns: pd.DataFrame, model_key: str, settings: SegmentSettings) -> str:
     """The key of a document's finished excerpts: anything that can change them changes it."""
     blob = json.dumps([doc.doc_id, doc.sha256, model_key, settings.__dict__, segmenter_fingerprint(settings.method),

@@ -25,7 +25,10 @@ Rules this module follows (see docs/qda-exchange.md):
   with ``\\n`` line ends. Exported texts always use ``\\n`` so every tool agrees.
 * Role and trust of an imported selection come from the case variables named
   ``role`` and ``trust`` (any capitalisation) of the most specific case that
-  contains it (:func:`selection_metadata`).
+  contains it (:func:`selection_metadata`). A coded span that runs over two
+  speakers' turns (found by their labels) is kept as selected and warned of.
+* Reporting: each QDA code used in a selection that the map does not cover
+  is named once, with how many selections carry it.
 
 The code is in three modules: ``qdpx_xml`` (shared pieces), ``qdpx_read`` and
 ``qdpx_write``; this one gathers their public names.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import zipfile
@@ -461,21 +462,86 @@ def selection_metadata(project: QdpxProject) -> dict[tuple[str, int, int], dict[
     return out
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _uncovered_codes(codings: pd.DataFrame, mapping: dict[str, list[str] | None]) -> list[str]:
+    """One warning per QDA code used in a selection that maps to no codebook id (a null map entry is not warned of)."""
+    uncovered = codings[[mapping.get(g) is None for g in codings["code_guid"]]]
+    counts = uncovered.groupby(["code", "code_guid"])["selection_guid"].nunique().reset_index(name="n")
+    counts = counts.sort_values(["n", "code", "code_guid"], ascending=[False, True, True], kind="stable")
+    return [(f"QDA code '{code}' (on {_count(n, 'selection')}) maps to no codebook id and is left out: "
+             f"give it a --map entry ('{code}: <codebook id>', or null to drop it)")
+            for code, n in zip(counts["code"], counts["n"])]
+
+
+def _speaker_regions(text: str, known: set[str]) -> tuple[list[int], list[tuple[int, int, str]]]:
+    """The text's speaker turns as regions (from, to, speaker), each from the previous turn's end (its label
+    line included) to its own end; and the regions' ends, for bisecting. Text without labels: one speaker."""
+    from .transcripts import parse_text_turns
+
+    turns, _ = parse_text_turns(text, "source", known)
+    regions, prev = [], 0
+    for end, speaker in zip(turns["end"], turns["speaker"]):
+        regions.append((prev, int(end), str(speaker)))
+        prev = int(end)
+    return [r[1] for r in regions], regions
+
+
+def _speakers_in(text: str, start: int, end: int, ends: list[int], regions: list[tuple[int, int, str]]) -> list[str]:
+    """The speakers whose turns (label lines included) the span's text, without its outer white space, touches."""
+    piece = text[start:end]
+    a, b = start + len(piece) - len(piece.lstrip()), end - (len(piece) - len(piece.rstrip()))
+    names: list[str] = []
+    for ra, rb, speaker in regions[bisect.bisect_right(ends, a):]:
+        if ra >= b:
+            break
+        if speaker not in names:
+            names.append(speaker)
+    return names
+
+
+def _cross_speaker_warning(project: QdpxProject, coded: pd.DataFrame) -> list[str]:
+    """One warning for the rows of ``coded`` (with source_guid) whose span runs over more than one speaker's turn."""
+    texts = dict(zip(project.sources["guid"], project.sources["text"]))
+    names = dict(zip(project.cases["guid"], project.cases["name"]))
+    parsed: dict[str, tuple] = {}
+    crossing = []
+    for guid, source, start, end in zip(coded["source_guid"], coded["source"], coded["start"], coded["end"]):
+        start, end = int(start), int(end)
+        if guid not in parsed:
+            linked = project.case_links.loc[project.case_links["source_guid"] == guid, "case_guid"]
+            known = {names[c].rsplit("/", 1)[-1].strip() for c in linked if names.get(c)}
+            parsed[guid] = _speaker_regions(texts[guid], known)
+        speakers = _speakers_in(texts[guid], start, end, *parsed[guid])
+        if len(speakers) > 1:
+            crossing.append((source, start, end, speakers))
+    if not crossing:
+        return []
+    (source, start, end, speakers), n = crossing[0], len(crossing)
+    line = (f"{_count(n, 'coded excerpt')} {'runs' if n == 1 else 'run'} over more than one speaker's turn (the "
+            f"first: source '{source}' {start}-{end}, {', '.join(speakers)}); imported as selected, with the role "
+            "their cases give: narrow such selections in your QDA tool if only one speaker's words carry the code")
+    return [line]
+
+
 def coded_from_project(project: QdpxProject, code_map: dict[str, list[str]] | None = None,
                        codebook_ids: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """A coded table (text, codes, coder, source, start, end[, role, trust]) and what was skipped.
+    """A coded table (text, codes, coder, source, start, end[, role, trust]) and what was left out or is doubtful.
 
     Codings of one coder on one span (across selections) make one row, codes
-    ``;``-joined and sorted. Selections whose codes the map does not cover are
-    skipped and reported; so are map keys that match no code.
+    ``;``-joined and sorted. The report names, in this order: each QDA code
+    the map does not cover (once, with how many selections carry it), the
+    rows whose span runs over several speakers' turns (one line), each
+    selection skipped (coded only with uncovered codes, or white space), and
+    map keys that match no code.
     """
     if code_map is None and not codebook_ids:
         raise DiscourseError("give a code map or a codebook to map the project's codes to")
     mapping, unused = resolve_codes(project.codes, code_map, codebook_ids)
-    report: list[str] = []
     df = project.codings
-    columns = ["text", "codes", "coder", "source", "start", "end"]
-    rows = []
+    rows, skipped = [], []
     meta = selection_metadata(project) if len(df) else {}
     for (source_guid, start, end, coder), grp in df.groupby(["source_guid", "start", "end", "coder"], sort=False):
         ids, dropped = set(), set()
@@ -489,26 +555,32 @@ def coded_from_project(project: QdpxProject, code_map: dict[str, list[str]] | No
         where = f"source '{source}' {start}-{end} (coder {coder})"
         if not ids:
             if dropped:
-                report.append(f"{where}: skipped, coded only with {', '.join(repr(d) for d in sorted(dropped))}, which the map does not cover")
+                skipped.append(f"{where}: skipped, coded only with {', '.join(repr(d) for d in sorted(dropped))}, which the map does not cover")
             continue
         if not text.strip():
-            report.append(f"{where}: skipped, the selection is only white space")
+            skipped.append(f"{where}: skipped, the selection is only white space")
             continue
         row = {"text": text, "codes": ";".join(sorted(ids)), "coder": coder, "source": source,
-               "start": int(start), "end": int(end)}
+               "start": int(start), "end": int(end), "source_guid": source_guid}
         row.update(meta.get((source_guid, int(start), int(end)), {}))
         rows.append(row)
-    for k in unused:
-        report.append(f"map key '{k}' matches no code in the project")
+    out = _coded_table(rows)
+    report = _uncovered_codes(df, mapping) + _cross_speaker_warning(project, out) + skipped
+    report += [f"map key '{k}' matches no code in the project" for k in unused]
+    return out.drop(columns="source_guid"), report
+
+
+def _coded_table(rows: list[dict]) -> pd.DataFrame:
+    """The rows as a coded table sorted by source, start, end, coder (with a source_guid column to drop)."""
+    columns = ["text", "codes", "coder", "source", "start", "end"]
     out = pd.DataFrame(rows)
     extra = [m for m in _META if m in out.columns]
     if out.empty:
-        out = pd.DataFrame(columns=columns)
-    else:
-        for m in extra:
-            out[m] = out[m].fillna("")
-        out = out[columns + extra].sort_values(["source", "start", "end", "coder"], kind="stable").reset_index(drop=True)
-    return out, report
+        return pd.DataFrame(columns=columns + ["source_guid"])
+    for m in extra:
+        out[m] = out[m].fillna("")
+    out = out.sort_values(["source", "start", "end", "coder"], kind="stable").reset_index(drop=True)
+    return out[columns + extra + ["source_guid"]]
 
 
 def code_coverage(project: QdpxProject, code_map: dict[str, list[str]] | None = None,

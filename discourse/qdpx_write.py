@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import json
 import os
 import re
 from datetime import datetime
@@ -80,10 +79,11 @@ def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.Pa
 
         names = pseudonyms(turns)
     label = lambda doc_id, s: names.get((doc_id, s), s)  # noqa: E731
-    run_path = outdir / "run.json"
-    run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.is_file() else {}
-    thresholds = (run.get("model") or {}).get("thresholds") or {}
-    model_name = model_name or (run.get("model") or {}).get("folder") or "model"
+    from .pipeline import read_run, run_model
+
+    run = run_model(read_run(outdir))
+    thresholds = run.get("thresholds") or {}
+    model_name = model_name or run.get("folder") or "model"
     known = set(codebook.ids)
     for c in sorted({c for cs in pred["codes"] for c in cs.split(";") if c}):
         if c not in known:

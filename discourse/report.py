@@ -10,6 +10,7 @@ import pandas as pd
 from . import figures
 from .errors import DiscourseError
 from .model import read_model_manifest
+from .pipeline import check_same_model, read_run
 from .profiles import profiles
 from .tables import write_text
 
@@ -112,17 +113,6 @@ def _model_card(model_dir: Path, manifest: dict) -> dict:
     }
 
 
-def _check_same_model(run: dict, model_dir: Path, outdir: Path) -> None:
-    """The model card must describe the model that made the predictions: the one ``run.json`` names."""
-    from .pipeline import model_fingerprint
-
-    used = run.get("model") or {}
-    if used.get("manifest_sha256") and used["manifest_sha256"] != model_fingerprint(model_dir):
-        raise DiscourseError(
-            f"these predictions were made by model '{used.get('folder')}' (manifest {used['manifest_sha256']}), "
-            f"not by {model_dir}: pass that model's folder with --model", outdir)
-
-
 def build_report(outdir: Path, model_dir: Path, path: Path, redact: bool = False) -> Path:
     """Render ``OUTDIR/report.html`` (or ``path``) from a classify folder and its model."""
     import jinja2
@@ -131,9 +121,9 @@ def build_report(outdir: Path, model_dir: Path, path: Path, redact: bool = False
     if not pred_path.exists():
         raise DiscourseError("no predictions.parquet here: run `discourse classify` into this folder first", outdir)
     pred = pd.read_parquet(pred_path)
-    run = json.loads((outdir / "run.json").read_text(encoding="utf-8")) if (outdir / "run.json").exists() else {}
+    run = read_run(outdir)
     manifest = read_model_manifest(model_dir)
-    _check_same_model(run, model_dir, outdir)
+    check_same_model(run, model_dir, outdir)
     codes = [c[2:] for c in pred.columns if c.startswith("p_")]
     labels = _labels(manifest, codes)
     pred = pred[pred["role"] != "interviewer"].copy()

@@ -369,6 +369,80 @@ def test_extracted_sources_are_transcripts_with_manifest_and_speakers(nvivo_proj
     assert {d.doc_id: d.text for d in study.documents} == {"Interview_01": S1_TEXT, "Interview_02": S2_TEXT}
 
 
+# --- a QualCoder-style project: a folder of codes, one selection per code ----------------------
+
+HAND_TEXT = ("Interviewer: What does involvement mean to you?\r\n"
+             "Anne: It's about having a real say, the café group gave us power 😀, and they had to listen.\r\n"
+             "Interviewer: And the surveys?\r\n"
+             "Anne: The survey tells them whether customers are happy. Zoë thinks it's marketing.\r\n"
+             "Anne: Honestly, the car park is a disgrace.\r\n")
+
+
+def hand_span(first, last=None):
+    a = HAND_TEXT.index(first)
+    return a, HAND_TEXT.index(last or first, a) + len(last or first)
+
+
+def hand_qdpx(tmp_path, selections):
+    """QualCoder's layout: folder Discourses (not codable) > Consumer, Empowered public; then Car park (misc),
+    Expertise. ``selections`` are (span, code key in G), one coding each."""
+    sels = "".join(
+        f'<PlainTextSelection guid="{G["note1"][:-3]}{i + 100:03d}" startPosition="{a}" endPosition="{b}" '
+        f'creatingUser="{G["alice"]}"><Coding guid="{G["note1"][:-3]}{i + 200:03d}" creatingUser="{G["alice"]}">'
+        f'<CodeRef targetGUID="{G[code]}"/></Coding></PlainTextSelection>'
+        for i, ((a, b), code) in enumerate(selections))
+    qde = f"""<?xml version="1.0" encoding="UTF-8"?>
+<Project xmlns="urn:QDA-XML:project:1.0" name="hand" origin="QualCoder 3.5">
+<Users><User guid="{G['alice']}" name="Ruth"/></Users>
+<CodeBook><Codes>
+ <Code guid="{G['disc']}" name="Discourses" isCodable="false">
+  <Code guid="{G['cons']}" name="Consumer" isCodable="true"/><Code guid="{G['emp']}" name="Empowered public" isCodable="true"/>
+ </Code>
+ <Code guid="{G['misc']}" name="Car park" isCodable="true"/><Code guid="{G['exp']}" name="Expertise" isCodable="true"/>
+</Codes></CodeBook>
+<Variables><Variable guid="{G['vrole']}" name="Role" typeOfVariable="Text"/></Variables>
+<Cases><Case guid="{G['ana']}" name="Anne">
+ <VariableValue><VariableRef targetGUID="{G['vrole']}"/><TextValue>service_user</TextValue></VariableValue>
+ <SourceRef targetGUID="{G['s1']}"/></Case></Cases>
+<Sources><TextSource guid="{G['s1']}" name="Interview 01.txt" plainTextPath="internal://{G['s1']}.txt">{sels}</TextSource></Sources>
+</Project>"""
+    return write_qdpx(tmp_path / "hand.qdpx", qde, {f"{G['s1']}.txt": HAND_TEXT.encode("utf-8")})
+
+
+def test_an_uncovered_code_beside_a_covered_one_is_named_once_with_its_selections(tmp_path, book):
+    say = hand_span("It's about", "had to listen.")
+    survey = hand_span("The survey tells them whether customers are happy.")
+    path = hand_qdpx(tmp_path, [(say, "emp"), (say, "exp"), (survey, "emp"), (survey, "exp"),
+                                (hand_span("Honestly, the car park is a disgrace."), "misc")])
+    coded, report = import_qdpx(path, None, book.ids)
+    assert coded["codes"].tolist() == ["expertise", "expertise"]  # the rows are as before
+    named = [r for r in report if "Discourses/Empowered public" in r]
+    assert named == [("QDA code 'Discourses/Empowered public' (on 2 selections) maps to no codebook id and is left "
+                      "out: give it a --map entry ('Discourses/Empowered public: <codebook id>', or null to drop it)")]
+    assert sum("'Car park' (on 1 selection)" in r for r in report) == 1  # named once, and its selection skipped
+    assert sum("skipped, coded only with 'Car park'" in r for r in report) == 1
+    quiet = tmp_path / "map.yaml"
+    quiet.write_text("Expertise: expertise\nEmpowered public: null\nCar park: null\n", encoding="utf-8")
+    coded, report = import_qdpx(path, read_code_map(quiet, book.ids), book.ids)
+    assert coded["codes"].tolist() == ["expertise", "expertise"] and report == []  # null: dropped on purpose
+
+
+def test_a_selection_over_two_speakers_turns_is_kept_and_warned_of_once(tmp_path, book):
+    two = hand_span("and they had to listen.", "And the surveys?")
+    label_only = hand_span("and they had to listen.", "Interviewer:")
+    one = hand_span("The survey tells", "a disgrace.")  # two turns of one speaker
+    trailing = (hand_span("Honestly")[0], len(HAND_TEXT))  # ends with the line's \r\n
+    path = hand_qdpx(tmp_path, [(two, "exp"), (label_only, "exp"), (one, "cons"), (trailing, "cons")])
+    coded, report = import_qdpx(path, None, book.ids)
+    assert len(coded) == 4 and set(coded["role"]) == {"service_user"}  # kept as selected, with the case's role
+    crossing = [r for r in report if "speaker" in r]
+    assert len(crossing) == 1
+    assert crossing[0].startswith(f"2 coded excerpts run over more than one speaker's turn (the first: source "
+                                  f"'Interview 01.txt' {label_only[0]}-{label_only[1]}, Anne, Interviewer)")
+    _, report = import_qdpx(hand_qdpx(tmp_path, [(one, "cons"), (trailing, "cons")]), None, book.ids)
+    assert not any("speaker" in r for r in report)
+
+
 # --- bad archives -----------------------------------------------------------------------------
 
 
@@ -681,6 +755,41 @@ def test_cli_export_qdpx_uses_the_models_codebook(cli_run, outdir, tmp_path):
     check_qdpx((tmp_path / "r.qdpx").read_bytes())
     code, out, err = cli_run("export-qdpx", tmp_path, "-o", tmp_path / "r2.qdpx")
     assert code == 2 and "no predictions.parquet" in err
+
+
+def test_cli_import_qdpx_names_every_uncovered_code_however_many_selections_are_skipped(cli_run, tmp_path):
+    say = hand_span("It's about", "And the surveys?")
+    car = hand_span("Honestly, the car park is a disgrace.")
+    path = hand_qdpx(tmp_path, [(say, "emp"), (say, "exp")] + [((car[0] + i, car[1]), "misc") for i in range(12)])
+    code, out, err = cli_run("import-qdpx", path, "-o", tmp_path / "coded.csv")
+    assert code == 0, err
+    assert "1 coded excerpts (1 coders, 1 sources; 12 skipped)" in out
+    lines = err.splitlines()
+    assert all(line.startswith("warning: ") for line in lines)
+    assert sum("'Discourses/Empowered public' (on 1 selection)" in line for line in lines) == 1
+    assert sum("'Car park' (on 12 selections)" in line for line in lines) == 1
+    assert sum("1 coded excerpt runs over more than one speaker's turn" in line for line in lines) == 1
+    assert lines[-1] == "warning: ... and 2 more skipped selections"
+
+
+def test_cli_export_qdpx_refuses_another_model_as_report_does(cli_run, outdir, tmp_path):
+    from discourse.pipeline import model_fingerprint
+
+    model = ROOT / "models" / "default"
+    run = {"model": {"folder": "mine2", "manifest_sha256": "0123456789abcdef", "thresholds": {"consumer": 0.4}}}
+    (outdir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    code, _, err = cli_run("export-qdpx", outdir, "--model", model, "-o", tmp_path / "r.qdpx")
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "r.qdpx").exists()
+    assert "made by model 'mine2' (manifest 0123456789abcdef), not by " + str(model) in err and "--model" in err
+    code, _, report_err = cli_run("report", outdir, "--model", model, "-o", tmp_path / "r.html")
+    assert code == 2 and "made by model 'mine2'" in report_err  # the same refusal
+    run["model"].update(folder="default", manifest_sha256=model_fingerprint(model))
+    (outdir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    code, _, err = cli_run("export-qdpx", outdir, "--model", model, "-o", tmp_path / "r.qdpx")
+    assert code == 0, err
+    (outdir / "run.json").write_text("{not json", encoding="utf-8")
+    code, _, err = cli_run("export-qdpx", outdir, "--model", model, "-o", tmp_path / "r3.qdpx")
+    assert code == 2 and err.count("\n") == 1 and "run.json: not readable as JSON" in err
 
 
 # --- with the real pipeline -------------------------------------------------------------------
