@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .embed import BACKENDS, DEFAULT_BACKEND
 from .errors import DiscourseError
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -16,6 +17,21 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
 
 def _warn(msg: str) -> None:
     click.echo(f"warning: {msg}", err=True)
+
+
+def _warn_if_open(path, advice: str) -> None:
+    """Warn (and go on: the lock file may be left from a crash) if a spreadsheet seems to have ``path`` open."""
+    from .review_file import open_elsewhere
+
+    how = open_elsewhere(path)
+    if how:
+        _warn(f"{Path(path).name} {how}: {advice}")
+
+
+backend_option = click.option(
+    "--encoder-backend", "backend", type=click.Choice(BACKENDS), default=DEFAULT_BACKEND, show_default=True,
+    help="Only for a queue that lost its model fingerprint (instructions sheet or model_sha256 column): "
+         "the backend its predictions were made with, to check them against --model.")
 
 
 @click.group("audit")
@@ -94,7 +110,8 @@ def select_cmd(predictions, budget, random_share, per_doc_cap, seed, model_dir, 
 @click.option("--model", "model_dir", default=str(DEFAULT_MODEL), show_default="models/default",
               type=click.Path(file_okay=False), help="The model whose codes were reviewed (recorded as provenance).")
 @click.option("--reviewer", default=None, help="Reviewer name for rows whose reviewer cell is blank.")
-def apply_cmd(reviewed, store, model_dir, reviewer):
+@backend_option
+def apply_cmd(reviewed, store, model_dir, reviewer, backend):
     """Store the answers of a reviewed queue; measure the model.
 
     Adds the reviewed rows to the reviewed-codes store (with reviewer, date and
@@ -102,10 +119,12 @@ def apply_cmd(reviewed, store, model_dir, reviewer):
     accuracy and per-code kappa with 95% intervals, and how many codes
     reviewers corrected.
     """
-    from .review_file import check_queue_model, read_review
+    from .review_file import read_review, verify_queue_model
     from .review_store import apply_review, format_summary, model_info
     from .model import read_model_manifest
 
+    _warn_if_open(reviewed, "answers not saved there are not applied; save and close it, then apply again "
+                            "(a lock file left by a crash can be deleted)")
     manifest = read_model_manifest(model_dir)
     codes = list(manifest["codes"])
     df = read_review(reviewed, codes, reviewer=reviewer)
@@ -113,7 +132,8 @@ def apply_cmd(reviewed, store, model_dir, reviewer):
         raise DiscourseError(f"no row has an answer ({df.attrs['skipped']} rows with every code blank): "
                              "fill in yes or no under the codes, save, and apply again", reviewed)
     info = model_info(model_dir)
-    check_queue_model(df.attrs.get("about", {}), info, model_dir, reviewed)  # else round two would miss them
+    verify_queue_model(df, df.attrs.get("about", {}), info, model_dir, reviewed, backend,  # no wrong model stored
+                       note=lambda m: click.echo(m, err=True))
     store_path = Path(store) if store else Path(reviewed).parent / "reviewed.parquet"
     summary = apply_review(df, store_path, info, codes=codes)
     click.echo(f"{summary['applied']} reviewed excerpts ({summary['new']} new, {summary['updated']} changed, "
@@ -136,21 +156,28 @@ def add_audit_commands(group: click.Group) -> None:
               type=click.Path(file_okay=False), help="The model whose codes are reviewed.")
 @click.option("--port", default=8765, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")
-def review_cmd(queue, reviewer, store, model_dir, port, no_browser):
+@backend_option
+def review_cmd(queue, reviewer, store, model_dir, port, no_browser, backend):
     """Review a queue in the browser, keyboard-driven (localhost only).
 
     Each decision goes straight into the reviewed-codes store, as with
     `audit apply`; the queue file is not changed. Stop with Ctrl-C.
     """
+    from .review_file import tidy_name
     from .review_store import model_info
     from .model import read_model_manifest
     from .review_page import make_review_server
 
+    if not tidy_name(reviewer):
+        raise DiscourseError("--reviewer is blank: give your name")
+    _warn_if_open(queue, "answers typed there are not seen by this page (apply them with `discourse audit apply` "
+                         "once saved)")
     manifest = read_model_manifest(model_dir)
     store_path = Path(store) if store else Path(queue).parent / "reviewed.parquet"
     try:
         server = make_review_server(queue, manifest["codes"], manifest.get("codebook"), store_path,
-                                    model_info(model_dir), reviewer, port=port)
+                                    model_info(model_dir), reviewer, port=port, model_dir=model_dir, backend=backend,
+                                    note=lambda m: click.echo(m, err=True))
     except OSError as exc:
         raise DiscourseError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): try --port 0") from None
     url = f"http://127.0.0.1:{server.server_address[1]}/"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,11 +17,15 @@ REVIEW_SHEET = "review"
 INSTRUCTIONS_SHEET = "instructions"
 YES = {"yes", "y", "1", "1.0"}
 NO = {"no", "n", "0", "0.0"}
-REQUIRED_REVIEW = ("excerpt_id", "doc_id", "start", "end", "text", "sample", "model_codes")
-OPTIONAL_REVIEW = ("review_id", "speaker", "role", "trust", "context_before", "context_after", "notes", "reviewer",
-                   "model_sha256")
+# Every column `audit select` writes is required (with the codes and p_<code>), except the reading aids
+# context_before/context_after: nothing is stored from them. Any other column is refused: what is typed in it
+# would be lost. model_sha256 (CSV) is optional: without it the probabilities are checked against the model.
+REQUIRED_REVIEW = ("review_id", "sample", "excerpt_id", "doc_id", "start", "end", "speaker", "role", "trust", "text",
+                   "model_codes", "notes", "reviewer")
+OPTIONAL_REVIEW = ("context_before", "context_after", "model_sha256")
 MODEL_KEY = "model manifest sha256"  # the provenance line (XLSX) that the CSV queue's model_sha256 column carries
 SAMPLES = ("random", "uncertain")
+PROBA_SLACK = 1e-4  # how far another machine's arithmetic may move a probability the model gives again
 
 _WIDTHS = {"review_id": 8, "sample": 10, "excerpt_id": 12, "doc_id": 9, "start": 7, "end": 7, "speaker": 12,
            "role": 14, "trust": 8, "context_before": 40, "text": 70, "context_after": 40, "model_codes": 18,
@@ -44,7 +48,8 @@ def instructions_lines(codes: Sequence[str], codebook: Mapping | None = None, ab
         "text; do not just confirm the model.",
         "Rows marked 'random' in 'sample' are a random sample of all excerpts: they measure how accurate the model "
         "really is, so please review every one of them. 'uncertain' rows are those the model is least sure of.",
-        "Do not edit the other columns or add columns. When done, save the file and run: "
+        "Do not edit, add or delete the other columns (context_before and context_after may be hidden or deleted), "
+        "and keep this sheet: it says which model made the queue. When done, save the file, close it and run: "
         "discourse audit apply THIS_FILE.xlsx",
         "",
         "The codes",
@@ -144,6 +149,25 @@ def write_queue(queue: pd.DataFrame, codes: Sequence[str], path: str | os.PathLi
 # --- reading the review -----------------------------------------------------------
 
 
+def tidy_name(name: str) -> str:
+    """A reviewer's name as written down: trimmed, inner spaces collapsed ("Ruth  Smith " -> "Ruth Smith")."""
+    return " ".join(str(name).split())
+
+
+def reviewer_key(name: str) -> str:
+    """One reviewer however the name is typed ("Ruth", "ruth ", "RUTH"): the tidy name, case-folded."""
+    return tidy_name(name).casefold()
+
+
+def first_spellings(names: Sequence[str]) -> dict[str, str]:
+    """Reviewer key -> the first tidy spelling of that reviewer in ``names`` (blank names left out)."""
+    out: dict[str, str] = {}
+    for n in names:
+        if tidy_name(n):
+            out.setdefault(reviewer_key(n), tidy_name(n))
+    return out
+
+
 def _cell_str(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
@@ -221,14 +245,108 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, str | None, list[int]]:
     return df, name, numbers
 
 
-def check_queue_model(about: Mapping, info: Mapping, model_dir, path) -> None:
-    """Refuse a queue made from another model's predictions: its decisions would be stored under the wrong model."""
+def check_queue_model(about: Mapping, info: Mapping, model_dir, path) -> bool:
+    """Refuse a queue made from another model's predictions: its decisions would be stored under the wrong model.
+
+    Returns whether the queue carries the model's fingerprint at all (if not, see ``verify_queue_model``).
+    """
     made_by = str(about.get(MODEL_KEY, ""))
     if made_by and not str(info["model_sha256"]).startswith(made_by):
         name = about.get("model")
         raise DiscourseError(f"made from the predictions of {f'model {name!r}' if name else 'another model'} "
                              f"({made_by[:16]}), but --model is {model_dir} ({str(info['model_sha256'])[:16]}): "
                              "give --model the model that made them", path)
+    return bool(made_by)
+
+
+def _decimals(x: float) -> int:
+    """The fewest decimals (at most 6) to which ``x`` is already rounded."""
+    return next((d for d in range(6) if round(x, d) == x), 6)
+
+
+def probability_mismatch(rows: pd.DataFrame, codes: Sequence[str], P: np.ndarray,
+                         thresholds: Sequence[float]) -> str | None:
+    """The first row whose ``p_<code>`` or ``model_codes`` are not what a model gives (``P`` for ``rows["text"]``,
+    its ``thresholds``), said in a few words; None if all agree.
+
+    Probabilities agree to the queue's rounding (the most decimals any of its values has, at most 6) plus
+    ``PROBA_SLACK``; ``model_codes`` must be the codes the model assigns from its probabilities rounded to 6.
+    """
+    codes = list(codes)
+    Q = rows[[f"p_{c}" for c in codes]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    seen = Q[~np.isnan(Q)]
+    tol = 0.5 * 10.0 ** -max((_decimals(float(x)) for x in seen), default=6) + PROBA_SLACK
+    P, t = np.round(np.asarray(P, float), 6), np.asarray(thresholds, float)
+    hit, sure = P >= t, np.abs(P - t) > tol  # a code on its threshold may go either way on another machine
+    for i, row in enumerate(rows.itertuples(index=False)):
+        name = str(getattr(row, "review_id", "") or getattr(row, "excerpt_id", "") or f"row {i + 1}")
+        for j, c in enumerate(codes):
+            if np.isnan(Q[i, j]) or abs(Q[i, j] - P[i, j]) > tol:
+                given = "blank" if np.isnan(Q[i, j]) else f"{Q[i, j]:.6g}"
+                return f"{name}: p_{c} is {given} in the queue, {P[i, j]:.6f} from the model"
+        said = {m.strip() for m in str(row.model_codes).replace(",", ";").split(";") if m.strip()}
+        gives = {c for c, h in zip(codes, hit[i]) if h}
+        if any((c in said) != (c in gives) for c, ok in zip(codes, sure[i]) if ok) or said - set(codes):
+            return (f"{name}: model_codes is '{';'.join(sorted(said))}' in the queue, "
+                    f"'{';'.join(c for c in codes if c in gives)}' from the model")
+    return None
+
+
+def verify_queue_model(rows: pd.DataFrame, about: Mapping, info: Mapping, model_dir, path,
+                       backend: str | None = None, note: Callable[[str], None] | None = None) -> None:
+    """Refuse to store ``rows`` of a queue under a model that did not make it.
+
+    By the queue's fingerprint (``check_queue_model``) when it has one; when it has lost it (instructions
+    sheet or model_sha256 column deleted), by predicting the rows' texts again with ``model_dir`` (encoder
+    ``backend``) and comparing them with the queue's probabilities and model_codes (``probability_mismatch``);
+    ``note`` is told first, as that takes a while.
+    """
+    if check_queue_model(about, info, info.get("model", "the model") if model_dir is None else model_dir, path):
+        return
+    lost = (f"no '{MODEL_KEY}' line in an '{INSTRUCTIONS_SHEET}' sheet" if Path(path).suffix.lower() == ".xlsx"
+            else "no model_sha256 column")
+    if model_dir is None:
+        raise DiscourseError(f"the queue does not say which model made it ({lost}), and no model was given "
+                             "to check it against", path)
+    from .model import DiscourseClassifier
+
+    if note:
+        note(f"{Path(path).name} does not say which model made it ({lost}): checking its probabilities "
+             f"against {model_dir}")
+    model = DiscourseClassifier.load(model_dir, backend=backend)
+    texts = rows["text"].astype(str).tolist()
+    P = model.predict_proba(texts) if texts else np.zeros((0, len(model.codes)))
+    why = probability_mismatch(rows, model.codes, P, model.thresholds_)
+    if why:
+        from .embed import DEFAULT_BACKEND
+
+        raise DiscourseError(f"the queue does not say which model made it ({lost}), and its probabilities are "
+                             f"not those of {model_dir} with the {backend or DEFAULT_BACKEND} encoder backend "
+                             f"({why}): give --model (and --encoder-backend) the model it came from, or make a "
+                             "new queue with `discourse audit select`", path)
+
+
+def open_elsewhere(path: str | os.PathLike) -> str | None:
+    """How a review file looks open in a spreadsheet (its lock file beside it), e.g.
+    "looks open in Excel by Ruth (~$queue.xlsx beside it)"; None if it does not."""
+    path = Path(path)
+    for lock, app in ((f"~${path.name}", "Excel"), (f".~lock.{path.name}#", "LibreOffice")):
+        if (path.parent / lock).is_file():
+            who = _lock_owner(path.parent / lock) if app == "Excel" else ""
+            return f"looks open in {app}{f' by {who}' if who else ''} ({lock} beside it)"
+    return None
+
+
+def _lock_owner(lock: Path) -> str:
+    """The user name an Excel owner file (``~$name.xlsx``) starts with (a length byte, then the name), or ''."""
+    try:
+        data = lock.read_bytes()[:64]
+    except OSError:
+        return ""
+    if not data or len(data) <= data[0]:
+        return ""
+    name = data[1:1 + data[0]].decode("latin-1").strip()
+    return name if name.isprintable() else ""
 
 
 def _where(path: Path, sheet: str | None, row: int | None, col: str | None, columns: list[str]) -> str:
@@ -256,15 +374,24 @@ def _load_queue(path: Path, codes: list[str]) -> tuple[pd.DataFrame, str | None,
             raise DiscourseError(
                 f"{_where(path, sheet, 1, col, columns)}: unknown column '{col}': not a code of this model "
                 f"({', '.join(codes)}) nor a queue column; rename or remove it (comments go in 'notes')", path)
-    for col in list(REQUIRED_REVIEW) + codes:
+    for col in list(REQUIRED_REVIEW) + [f"p_{c}" for c in codes] + codes:
         if col not in columns:
             raise DiscourseError(f"{_where(path, sheet, 1, None, columns)}: no column '{col}'"
                                  + (" (a code of this model)" if col in codes else "")
-                                 + ": is this a review queue made by `discourse audit select` for this model?", path)
+                                 + ": every column of the queue is needed but context_before and context_after; "
+                                 "is this a review queue made by `discourse audit select` for this model?", path)
     for col in OPTIONAL_REVIEW:
         if col not in df.columns:
             df[col] = ""
     return df, sheet, rownum, columns
+
+
+def _fallback_reviewer(spelling: Mapping[str, str], given: str | None) -> str | None:
+    """The name for blank reviewer cells: ``given`` (spelled as in the file if the file has it), else the one
+    reviewer the file names, else None."""
+    if given and tidy_name(given):
+        return spelling.get(reviewer_key(given), tidy_name(given))
+    return next(iter(spelling.values())) if len(spelling) == 1 else None
 
 
 def load_queue(path: str | os.PathLike, codes: Sequence[str]) -> pd.DataFrame:
@@ -279,8 +406,10 @@ def read_review(path: str | os.PathLike, codes: Sequence[str], reviewer: str | N
     Answers are yes/no/y/n/1/0 (any case) or blank. Rule: a row where at
     least one code is answered is a complete review and its blank codes mean
     no; a row with no answer at all is skipped (``df.attrs["skipped"]`` counts
-    them). A blank reviewer cell takes ``reviewer`` if given, else the one
-    name used elsewhere in the file. Errors name the sheet, row and column.
+    them). Reviewer names are matched however typed (``reviewer_key``) and each
+    reviewer is given one spelling, the file's first; a blank reviewer cell
+    takes ``reviewer`` if given, else the one reviewer named elsewhere in the
+    file. Errors name the sheet, row and column.
 
     ``decisions`` (excerpt_id -> (codes, notes)), from the review page, replaces
     the file's answers: only those rows are read, with those codes and notes,
@@ -323,8 +452,8 @@ def read_review(path: str | os.PathLike, codes: Sequence[str], reviewer: str | N
                                      "use yes or no (or y/n, 1/0), or leave it blank", path)
     keep = answered.any(axis=1)
     skipped = int((~keep).sum())
-    names = sorted({n for n in df.loc[keep, "reviewer"] if n})
-    fallback = reviewer or (names[0] if len(names) == 1 else None)
+    spelling = first_spellings(df.loc[keep, "reviewer"])
+    fallback = _fallback_reviewer(spelling, reviewer)
     out_rows = []
     for i in np.where(keep)[0]:
         r = df.iloc[i]
@@ -357,9 +486,11 @@ def read_review(path: str | os.PathLike, codes: Sequence[str], reviewer: str | N
         bad = [m for m in model_codes if m not in codes]
         if bad:
             raise DiscourseError(f"{where('model_codes')}: code(s) {', '.join(bad)} are not codes of this model", path)
-        name = r["reviewer"] or fallback
+        name = spelling[reviewer_key(r["reviewer"])] if tidy_name(r["reviewer"]) else fallback
         if not name:
-            raise DiscourseError(f"{where('reviewer')}: no reviewer name: fill in the reviewer column "
+            named = ", ".join(spelling.values())
+            seen = f", and the file names {len(spelling)} reviewers ({named})" if spelling else ""
+            raise DiscourseError(f"{where('reviewer')}: no reviewer name{seen}: fill in the reviewer column "
                                  "(or give --reviewer NAME)", path)
         out_rows.append({
             "review_id": r["review_id"], "sample": r["sample"], "excerpt_id": r["excerpt_id"],

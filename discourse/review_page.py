@@ -63,7 +63,7 @@ document.addEventListener("keydown",e=>{if(!Q)return;const inNotes=document.acti
  else if(e.key==="ArrowRight"&&i<Q.rows.length-1){i++;show()}
  else if(e.key==="ArrowLeft"&&i>0){i--;show()}
  else if(e.key==="n"){e.preventDefault();$("notes").focus()}});
-fetch("/api/queue").then(r=>r.json()).then(q=>{Q=q;
+fetch("/api/queue").then(r=>r.json()).then(q=>{if(q.error){status("cannot load the queue: "+q.error,"err");return}Q=q;
  q.codes.forEach(c=>{$("book").append(el("h4",null,`${c.id}: ${c.label}`),el("p",null,c.definition))});
  const first=q.rows.findIndex(r=>!q.decided[r.excerpt_id]);i=first<0?0:first;
  if(!q.rows.length){status("the queue is empty","err");return}show()});
@@ -71,26 +71,31 @@ fetch("/api/queue").then(r=>r.json()).then(q=>{Q=q;
 """
 
 
-def make_review_server(queue_path, codes, codebook, store_path, info, reviewer, host="127.0.0.1", port=0):
+def make_review_server(queue_path, codes, codebook, store_path, info, reviewer, host="127.0.0.1", port=0,
+                       model_dir=None, backend=None, note=None):
     """An HTTP server (not yet started) for the keyboard-driven review page of one queue.
 
     GET / serves the page, GET /api/queue the queue and this reviewer's stored
-    decisions; POST /api/decision stores one decision with ``apply_review``.
-    Only requests addressed to this host and carrying the page's token are
-    answered, so other web pages cannot post decisions.
+    decisions (the reviewer matched however the name is typed); POST
+    /api/decision stores one decision with ``apply_review``. Only requests
+    addressed to this host and carrying the page's token are answered, so
+    other web pages cannot post decisions. A queue without the model's
+    fingerprint is checked against ``model_dir`` (``verify_queue_model``; ``note``
+    is told when that happens, as it takes a while).
     """
     import http.server
     import json
     import math
     import secrets
 
-    from .review_file import check_queue_model, load_queue, read_review
+    from .review_file import load_queue, read_review, reviewer_key, verify_queue_model
     from .review_store import apply_review, read_store
 
     codes = list(codes)
     token = secrets.token_hex(16)
     queue = load_queue(queue_path, codes)
-    check_queue_model(queue.attrs.get("about", {}), info, info.get("model", "the model"), queue_path)
+    shown = queue[(queue["excerpt_id"] != "") & (queue["text"] != "")]
+    verify_queue_model(shown, queue.attrs.get("about", {}), info, model_dir, queue_path, backend, note=note)
     entries = {c["id"]: c for c in (codebook or {}).get("codes", []) if isinstance(c, dict) and "id" in c}
     book = [{"id": c, "label": entries.get(c, {}).get("label", c), "definition": entries.get(c, {}).get("definition", "")}
             for c in codes]
@@ -112,7 +117,8 @@ def make_review_server(queue_path, codes, codebook, store_path, info, reviewer, 
         if not Path(store_path).exists():
             return {}
         s = read_store(store_path)
-        s = s[(s["reviewer"] == reviewer) & s["excerpt_id"].isin({r["excerpt_id"] for r in rows})]
+        mine = s["reviewer"].map(reviewer_key) == reviewer_key(reviewer)
+        s = s[mine & s["excerpt_id"].isin({r["excerpt_id"] for r in rows})]
         return {e: {"codes": [c for c in cs.split(";") if c], "notes": n}
                 for e, cs, n in zip(s["excerpt_id"], s["codes"], s["notes"])}
 
@@ -142,7 +148,11 @@ def make_review_server(queue_path, codes, codebook, store_path, info, reviewer, 
             if self.path == "/":
                 return self._send(200, REVIEW_PAGE.replace("__TOKEN__", token).encode("utf-8"), "text/html; charset=utf-8")
             if self.path == "/api/queue":
-                return self._json(200, {"codes": book, "rows": rows, "decided": decided(), "reviewer": reviewer})
+                try:
+                    done = decided()
+                except DiscourseError as exc:  # the store unreadable or kept busy by another writer
+                    return self._json(503, {"error": exc.line()})
+                return self._json(200, {"codes": book, "rows": rows, "decided": done, "reviewer": reviewer})
             return self._json(404, {"error": "not found"})
 
         def do_POST(self):  # noqa: N802

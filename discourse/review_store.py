@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import math
 import os
+import time
 from datetime import date
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .errors import DiscourseError
 from .evaluate import cohen_kappa
+from .review_file import first_spellings, reviewer_key, tidy_name
 from .tables import read_table, write_table
+
+LOCK_WAIT = 30.0  # seconds a writer waits for another one to finish with the store
 
 STORE_COLUMNS = [
     "excerpt_id", "doc_id", "start", "end", "speaker", "role", "trust", "text", "sample", "reviewer",
@@ -41,35 +47,102 @@ def store_columns(codes: Sequence[str]) -> list[str]:
 
 
 def read_store(store_path: str | os.PathLike) -> pd.DataFrame:
-    """The reviewed-codes store (Parquet), checked for its key columns."""
+    """The reviewed-codes store (Parquet), checked for its key columns; one spelling per reviewer.
+
+    Read under a shared lock (``store_lock``): a writer replacing the file meanwhile could otherwise
+    hand pyarrow two different files.
+    """
     path = Path(store_path)
     if path.suffix.lower() != ".parquet":
         raise DiscourseError("the reviewed-codes store is a .parquet file", path)
+    if not path.is_file():
+        return _read_store(path)  # file not found
+    with store_lock(path, shared=True):
+        return _read_store(path)
+
+
+def _read_store(path: Path) -> pd.DataFrame:
+    """``read_store`` without the lock (for a caller that holds it)."""
     df = read_table(path, required=("excerpt_id", "text", "codes", "reviewer", "review_date", "sample"))
     for col in ("codes", "model_codes"):
         if col in df.columns:
             df[col] = df[col].map(lambda v: ";".join(v) if isinstance(v, (list, tuple, np.ndarray)) else v)
             df[col] = df[col].fillna("").astype(str)
+    df["reviewer"] = df["reviewer"].fillna("").astype(str)
+    df["review_date"] = df["review_date"].fillna("").astype(str)
+    spelling = store_spellings(df)
+    df["reviewer"] = [spelling.get(reviewer_key(n), tidy_name(n)) for n in df["reviewer"]]
     return df
 
 
-def _reviewer_key(names: pd.Series) -> pd.Series:
-    """One reviewer however the name is typed ("Ruth", "ruth "): one decision per excerpt, one voice."""
-    return names.astype(str).str.strip().str.casefold()
+def store_spellings(store: pd.DataFrame) -> dict[str, str]:
+    """Reviewer key -> the spelling the store keeps for that reviewer: the one of their earliest decision."""
+    if not len(store):
+        return {}
+    return first_spellings(store.sort_values("review_date", kind="stable")["reviewer"].astype(str))
 
 
-def apply_review(reviewed: pd.DataFrame, store_path: str | os.PathLike, model_info: Mapping,
-                 today: str | None = None, codes: Sequence[str] | None = None) -> dict:
-    """Append reviewed decisions to the store (created if absent); returns ``review_summary`` plus counts.
+def _keys(d: pd.DataFrame) -> pd.Series:
+    """A decision's key: excerpt and reviewer (however the name is typed)."""
+    return d["excerpt_id"].astype(str) + "\x00" + d["reviewer"].astype(str).map(reviewer_key)
 
-    Key: excerpt_id + reviewer. A decision already in the store with the same
-    codes and notes is kept as it is (its date too); a changed one is replaced
-    (the later decision wins). Rows carry the reviewer, today's date, the model
-    folder and its manifest sha256, the model's codes and probabilities, the
-    excerpt's position and text, the sample type and the review file's name.
+
+def lock_path(store_path: str | os.PathLike) -> Path:
+    """The lock file beside a store: ``reviewed.parquet.lock``."""
+    path = Path(store_path)
+    return path.with_name(path.name + ".lock")
+
+
+@contextlib.contextmanager
+def store_lock(store_path: str | os.PathLike, wait: float | None = None, shared: bool = False) -> Iterator[None]:
+    """Hold the store's lock (a flock on ``lock_path``, a file created owner-only) while the body runs.
+
+    Every read-modify-write of a store runs under the exclusive lock, so two writers (two `audit apply`
+    runs, two review pages) take turns instead of one overwriting the other's decisions; readers take
+    it ``shared``. Waits up to ``wait`` seconds (default ``LOCK_WAIT``), then raises a DiscourseError
+    naming the store. A reader that cannot create the lock file (a read-only folder) reads without it.
     """
     path = Path(store_path)
-    codes = list(codes) if codes is not None else [c[2:] for c in reviewed.columns if c.startswith("p_")]
+    fd = _open_lock(path, shared)
+    if fd is None:
+        yield
+        return
+    try:
+        _flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, LOCK_WAIT if wait is None else wait, path)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _open_lock(path: Path, shared: bool) -> int | None:
+    """The store's lock file, opened (created owner-only if need be); None for a reader that cannot."""
+    lock = lock_path(path)
+    try:
+        if not shared:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(lock, (os.O_RDONLY if shared else os.O_RDWR) | os.O_CREAT, 0o600)
+    except OSError as exc:
+        if shared:
+            return None
+        raise DiscourseError(f"cannot open the store's lock file {lock.name} ({exc.strerror})", path) from None
+
+
+def _flock(fd: int, op: int, wait: float, path: Path) -> None:
+    """Take the flock ``op`` on ``fd``, trying until ``wait`` seconds have passed."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, op | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise DiscourseError(f"the store is busy: another `audit apply` or review page kept it for "
+                                     f"{wait:g} s; try again in a moment", path) from None
+            time.sleep(0.02)
+
+
+def _store_rows(reviewed: pd.DataFrame, model_info: Mapping, today: str | None, codes: Sequence[str]) -> pd.DataFrame:
+    """The reviewed rows as store rows: today's date, the model's provenance, the review file, every column."""
     new = reviewed.copy()
     new["review_date"] = today or date.today().isoformat()
     new["model"] = str(model_info.get("model", ""))
@@ -79,18 +152,31 @@ def apply_review(reviewed: pd.DataFrame, store_path: str | os.PathLike, model_in
     for col in cols:
         if col not in new.columns:
             new[col] = np.nan if col.startswith("p_") else ""
-    new = new[cols]
-    old = read_store(path) if path.exists() else pd.DataFrame(columns=cols)
+    return new[cols]
+
+
+def merge_decisions(old: pd.DataFrame, new: pd.DataFrame, cols: Sequence[str]) -> tuple[pd.DataFrame, dict]:
+    """The store ``old`` with the decisions ``new`` (both with columns ``cols``; old may have more) merged in,
+    and how many of them were new, updated or unchanged.
+
+    Key: excerpt_id + reviewer (``reviewer_key``); a reviewer keeps the spelling the store already has
+    (``store_spellings``), else the first one given. An unchanged decision keeps its row (and date); a
+    changed one replaces it.
+    """
+    old = old.copy()
     for col in cols:
         if col not in old.columns:
             old[col] = np.nan if col.startswith("p_") else ""
-    old_cols = cols + [c for c in old.columns if c not in cols]
-    old = old[old_cols]
-    key = lambda d: d["excerpt_id"].astype(str) + "\x00" + _reviewer_key(d["reviewer"])  # noqa: E731
-    old_by_key = dict(zip(key(old), range(len(old))))
+    old = old[list(cols) + [c for c in old.columns if c not in cols]]
+    spelling = {**first_spellings(new["reviewer"]), **store_spellings(old)}
+    new = new.assign(reviewer=[spelling.get(reviewer_key(n), tidy_name(n)) for n in new["reviewer"]])
+    if len(old):  # one row per key (a store written before names were matched this way may have two)
+        old = (old.assign(_k=_keys(old)).sort_values("review_date", kind="stable")
+               .drop_duplicates("_k", keep="last").drop(columns="_k"))
+    old_by_key = dict(zip(_keys(old), range(len(old))))
     counts = {"new": 0, "updated": 0, "unchanged": 0}
     keep_new = []
-    for k, row in zip(key(new), new.itertuples(index=False)):
+    for k, row in zip(_keys(new), new.itertuples(index=False)):
         if k not in old_by_key:
             counts["new"] += 1
             keep_new.append(True)
@@ -101,8 +187,14 @@ def apply_review(reviewed: pd.DataFrame, store_path: str | os.PathLike, model_in
         counts["unchanged" if same else "updated"] += 1
         keep_new.append(not same)
     new = new[np.array(keep_new, dtype=bool)]
-    drop = key(old).isin(set(key(new)))
+    drop = _keys(old).isin(set(_keys(new)))
     store = pd.concat([old[~drop], new], ignore_index=True) if len(old) else new.copy()
+    return _tidy_store(store), counts
+
+
+def _tidy_store(store: pd.DataFrame) -> pd.DataFrame:
+    """Column types fixed (offsets Int64, probabilities float, the rest text) and rows in a fixed order."""
+    store = store.copy()
     store["start"] = pd.to_numeric(store["start"], errors="coerce").astype("Int64")
     store["end"] = pd.to_numeric(store["end"], errors="coerce").astype("Int64")
     for col in store.columns:
@@ -110,8 +202,30 @@ def apply_review(reviewed: pd.DataFrame, store_path: str | os.PathLike, model_in
             store[col] = store[col].astype(float)
         elif col not in ("start", "end"):
             store[col] = store[col].fillna("").astype(str)
-    store = store.sort_values(["doc_id", "start", "end", "excerpt_id", "reviewer"], kind="stable").reset_index(drop=True)
-    write_table(store, path)
+    return store.sort_values(["doc_id", "start", "end", "excerpt_id", "reviewer"], kind="stable").reset_index(drop=True)
+
+
+def apply_review(reviewed: pd.DataFrame, store_path: str | os.PathLike, model_info: Mapping,
+                 today: str | None = None, codes: Sequence[str] | None = None) -> dict:
+    """Append reviewed decisions to the store (created if absent); returns ``review_summary`` plus counts.
+
+    Key: excerpt_id + reviewer (matched however the name is typed; stored as
+    the store already spells it). A decision already in the store with the
+    same codes and notes is kept as it is (its date too); a changed one is
+    replaced (the later decision wins). Rows carry the reviewer, today's date,
+    the model folder and its manifest sha256, the model's codes and
+    probabilities, the excerpt's position and text, the sample type and the
+    review file's name. The store is read, merged and written under its lock
+    (``store_lock``), so concurrent writers lose nothing.
+    """
+    path = Path(store_path)
+    codes = list(codes) if codes is not None else [c[2:] for c in reviewed.columns if c.startswith("p_")]
+    cols = store_columns(codes)
+    new = _store_rows(reviewed, model_info, today, codes)
+    with store_lock(path):
+        old = _read_store(path) if path.exists() else pd.DataFrame(columns=cols)
+        store, counts = merge_decisions(old, new, cols)
+        write_table(store, path)
     summary = review_summary(store[store["model_sha256"] == str(model_info.get("model_sha256", ""))], codes)
     summary.update({"applied": len(reviewed), "skipped_blank": int(reviewed.attrs.get("skipped", 0)),
                     "store": str(path), "store_rows": len(store), **counts})
@@ -176,7 +290,7 @@ def review_summary(store: pd.DataFrame, codes: Sequence[str], n_boot: int = 2000
     codes = list(codes)
     disagree = {"excerpts": 0, "differ": 0, "ids": []}
     if {"excerpt_id", "reviewer", "review_date"} <= set(store.columns) and len(store):
-        who = store.assign(_r=_reviewer_key(store["reviewer"]))
+        who = store.assign(_r=store["reviewer"].astype(str).map(reviewer_key))
         many = who.groupby("excerpt_id", sort=True).agg(n=("_r", "nunique"), sets=("codes", lambda v: len(set(map(str, v)))))
         many = many[many["n"] > 1]
         differ = many.index[many["sets"] > 1].tolist()
@@ -266,6 +380,7 @@ def reviewed_as_coded(store_path: str | os.PathLike, codes: Sequence[str]) -> pd
 
 
 def latest_decisions(store: pd.DataFrame) -> pd.DataFrame:
-    """One row per excerpt: its latest decision (by review date, then reviewer name)."""
-    return store.sort_values(["excerpt_id", "review_date", "reviewer"], kind="stable").drop_duplicates(
-        "excerpt_id", keep="last")
+    """One row per excerpt: its latest decision (by review date, then reviewer, matched however typed)."""
+    keyed = store.assign(_r=store["reviewer"].astype(str).map(reviewer_key))
+    return keyed.sort_values(["excerpt_id", "review_date", "_r"], kind="stable").drop_duplicates(
+        "excerpt_id", keep="last").drop(columns="_r")

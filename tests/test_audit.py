@@ -31,6 +31,7 @@ CODEBOOK = {"name": "test", "codes": [
     {"id": "stakeholder", "label": "Stakeholder public", "definition": "Users as one party among several."},
 ]}
 MODEL_INFO = {"model": "default", "model_sha256": "ab" * 32}
+ABOUT = {"model": "default", "model manifest sha256": MODEL_INFO["model_sha256"]}  # a queue made by MODEL_INFO
 ROLES = ["nurse", "psychiatrist", "service_user"]
 
 
@@ -348,7 +349,8 @@ def test_a_blank_reviewer_needs_a_name(study, tmp_path):
         q[c] = "no"
     q.loc[0, "reviewer"], q.loc[1, "reviewer"] = "Ruth", "Sam"
     write_queue(q, CODES, path)
-    with pytest.raises(DiscourseError, match=r"row 4, column 'reviewer'.*no reviewer name"):
+    with pytest.raises(DiscourseError, match=r"row 4, column 'reviewer'.*no reviewer name, and the file names "
+                                             r"2 reviewers \(Ruth, Sam\)"):
         read_review(path, CODES)
     assert set(read_review(path, CODES, reviewer="Alex").reviewer) == {"Ruth", "Sam", "Alex"}
 
@@ -616,7 +618,7 @@ def test_review_page_stores_decisions_on_localhost_only(study, tmp_path):
 
     q = select(study, 8)
     path = tmp_path / "queue.xlsx"
-    write_queue(q, CODES, path, codebook=CODEBOOK)
+    write_queue(q, CODES, path, codebook=CODEBOOK, about=ABOUT)
     store = tmp_path / "reviewed.parquet"
     server = make_review_server(path, CODES, CODEBOOK, store, MODEL_INFO, "Ruth")
     port = server.server_address[1]
@@ -658,3 +660,318 @@ def test_review_page_stores_decisions_on_localhost_only(study, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- several writers, names however typed, queues that lost their model, open spreadsheets -------------------
+
+
+def _serve(server):
+    """Start ``server`` in a thread; return call(method, url, body) -> (status, answer as JSON)."""
+    import http.client
+    import json
+    import threading
+
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def call(method, url, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request(method, url, body=None if body is None else json.dumps(body),
+                     headers={"Host": f"127.0.0.1:{port}", "Content-Type": "application/json",
+                              "X-Review-Token": server.token})
+        res = conn.getresponse()
+        data = res.read()
+        conn.close()
+        return res.status, json.loads(data)
+
+    return call
+
+
+def test_two_review_pages_on_one_store_keep_every_decision(study, tmp_path):
+    import threading
+
+    from discourse.review_page import make_review_server
+
+    q = select(study, 30)
+    path = tmp_path / "queue.xlsx"
+    write_queue(q, CODES, path, codebook=CODEBOOK, about=ABOUT)
+    store = tmp_path / "reviewed.parquet"
+    servers = [make_review_server(path, CODES, CODEBOOK, store, MODEL_INFO, name) for name in ("Ruth", "Sam")]
+    calls = [_serve(s) for s in servers]
+    status = {}
+
+    def review(k, codes):
+        status[k] = [calls[k]("POST", "/api/decision", {"excerpt_id": e, "codes": codes, "notes": ""})[0]
+                     for e in q.excerpt_id]
+
+    threads = [threading.Thread(target=review, args=(0, ["consumer"])),
+               threading.Thread(target=review, args=(1, ["stakeholder", "empowered"]))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for s in servers:
+            s.shutdown()
+            s.server_close()
+    assert status == {0: [200] * 30, 1: [200] * 30}  # both pages were told their decisions were saved...
+    s = read_store(store)
+    assert s.groupby("reviewer").size().to_dict() == {"Ruth": 30, "Sam": 30}  # ... and they all were
+    assert set(s[s.reviewer == "Sam"].codes) == {"empowered;stakeholder"}
+
+
+def test_concurrent_applies_to_one_store_keep_every_decision(study, tmp_path):
+    import threading
+    import time
+
+    q = select(study, 15)
+    for c in CODES:
+        q[c] = "no"
+    path = tmp_path / "queue.csv"
+    write_queue(q, CODES, path, about=ABOUT)
+    store = tmp_path / "reviewed.parquet"
+    names = ["Ruth", "Sam", "Alex"]
+    errors = []
+
+    def apply_one_by_one(name):
+        reviewed = read_review(path, CODES, reviewer=name)
+        try:
+            for i in range(len(reviewed)):
+                apply_review(reviewed.iloc[[i]], store, MODEL_INFO, today="2026-03-01", codes=CODES)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def read_meanwhile():  # a review page showing the decisions, training reading the store...
+        while any(t.is_alive() for t in threads):
+            try:
+                read_store(store) if store.exists() else None
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=apply_one_by_one, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    read_meanwhile()
+    for t in threads:
+        t.join()
+    assert errors == []
+    s = read_store(store)
+    assert s.groupby("reviewer").size().to_dict() == {n: 15 for n in names}
+
+
+def test_a_store_kept_busy_is_a_one_line_error_and_its_lock_is_private(study, tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from discourse import review_store
+
+    q = select(study, 6)
+    for c in CODES:
+        q[c] = "no"
+    path = tmp_path / "queue.csv"
+    write_queue(q, CODES, path, about=ABOUT)
+    reviewed = read_review(path, CODES, reviewer="Ruth")
+    store = tmp_path / "reviewed.parquet"
+    apply_review(reviewed.iloc[:2], store, MODEL_INFO, codes=CODES)
+    lock = review_store.lock_path(store)
+    assert lock.name == "reviewed.parquet.lock" and stat.S_IMODE(os.stat(lock).st_mode) == 0o600
+    before = store.read_bytes()
+    monkeypatch.setattr(review_store, "LOCK_WAIT", 0.2)
+    with review_store.store_lock(store), pytest.raises(DiscourseError) as err:  # another writer holds the store
+        apply_review(reviewed, store, MODEL_INFO, codes=CODES)
+    assert str(err.value).startswith(f"{store}: the store is busy") and "\n" not in str(err.value)
+    assert store.read_bytes() == before  # nothing half-written
+    assert apply_review(reviewed, store, MODEL_INFO, codes=CODES)["store_rows"] == 6  # free again
+
+
+def test_a_reviewer_is_one_reviewer_however_the_name_is_typed(study, tmp_path):
+    from discourse.review_page import make_review_server
+    from discourse.review_store import latest_decisions
+
+    q = select(study, 8)
+    for c in CODES:
+        q[c] = "no"
+    q.loc[0, "reviewer"], q.loc[1, "reviewer"] = "Ruth", " ruth "  # and blank elsewhere: all Ruth's
+    path = tmp_path / "queue.csv"
+    write_queue(q, CODES, path, about=ABOUT)
+    reviewed = read_review(path, CODES)
+    assert len(reviewed) == 8 and set(reviewed.reviewer) == {"Ruth"}
+    with pytest.raises(DiscourseError, match="is reviewed twice by Ruth"):  # one reviewer, one row per excerpt
+        read_review(_twice(q, tmp_path), CODES)
+
+    # Sam decides three excerpts on his page; opened again as "sam  ", it resumes them and keeps his spelling
+    store = tmp_path / "reviewed.parquet"
+    xlsx = tmp_path / "queue.xlsx"
+    write_queue(q, CODES, xlsx, codebook=CODEBOOK, about=ABOUT)
+    ids = q.excerpt_id.tolist()
+    pages = {}
+    try:
+        for name in ("Sam", "sam  "):
+            pages[name] = make_review_server(xlsx, CODES, CODEBOOK, store, MODEL_INFO, name)
+        sam, sam_typed = _serve(pages["Sam"]), _serve(pages["sam  "])
+        for e in ids[:3]:
+            assert sam("POST", "/api/decision", {"excerpt_id": e, "codes": ["consumer"], "notes": ""})[0] == 200
+        assert sorted(sam_typed("GET", "/api/queue")[1]["decided"]) == sorted(ids[:3])
+        assert sam_typed("POST", "/api/decision", {"excerpt_id": ids[0], "codes": [], "notes": "no"})[0] == 200
+        assert sorted(sam("GET", "/api/queue")[1]["decided"]) == sorted(ids[:3])
+    finally:
+        for p in pages.values():
+            p.shutdown()
+            p.server_close()
+    s = read_store(store)
+    assert len(s) == 3 and set(s.reviewer) == {"Sam"} and s.set_index("excerpt_id").codes[ids[0]] == ""
+    # a file typed "SAM " adds nothing new under another name
+    q2 = q.assign(reviewer="")
+    q2.loc[:2, "consumer"] = "yes"
+    write_queue(q2.iloc[:3], CODES, tmp_path / "sam.csv", about=ABOUT)
+    out = apply_review(read_review(tmp_path / "sam.csv", CODES, reviewer="SAM "), store, MODEL_INFO, codes=CODES)
+    assert out["store_rows"] == 3 and set(read_store(store).reviewer) == {"Sam"}
+    # a store written before names were matched this way reads back with one spelling per reviewer
+    old = pd.DataFrame({"excerpt_id": ["a", "b", "b"], "text": ["x"] * 3, "codes": ["consumer", "", "empowered"],
+                        "reviewer": ["ruth ", "Ruth", "Sam"], "review_date": ["2026-01-01", "2026-01-02", "2026-01-01"],
+                        "sample": ["random"] * 3})
+    old_path = tmp_path / "old.parquet"
+    old.to_parquet(old_path)
+    assert read_store(old_path).reviewer.tolist() == ["ruth", "ruth", "Sam"]
+    assert latest_decisions(read_store(old_path)).set_index("excerpt_id").reviewer["b"] == "ruth"
+    assert set(reviewed_as_coded(old_path, CODES).coder) == {"ruth"}
+
+
+def _twice(q, tmp_path):
+    """A queue in which one excerpt appears twice, typed by "Ruth" and "RUTH"."""
+    path = tmp_path / "twice.csv"
+    rows = pd.concat([q.iloc[[0]].assign(reviewer="Ruth"), q.iloc[[0]].assign(reviewer="RUTH")])
+    write_queue(rows, CODES, path, about=ABOUT)
+    return path
+
+
+def test_which_columns_a_queue_needs(study, tmp_path):
+    q = select(study, 6)
+    q.loc[0, "consumer"], q.loc[0, "reviewer"] = "yes", "Ruth"
+    path = tmp_path / "queue.csv"
+    write_queue(q.drop(columns=["context_before", "context_after"]), CODES, path)  # reading aids may go
+    assert read_review(path, CODES).codes.tolist() == ["consumer"]
+    for col in ("review_id", "speaker", "role", "trust", "p_consumer", "notes", "reviewer", "consumer"):
+        write_queue(q.drop(columns=col), CODES, path)  # what the store keeps or the checks need may not
+        with pytest.raises(DiscourseError, match=f"no column '{col}'"):
+            read_review(path, CODES)
+    write_queue(q.assign(my_comments="x"), CODES, path)  # nor may a column be added: what is in it would be lost
+    with pytest.raises(DiscourseError, match="unknown column 'my_comments'"):
+        read_review(path, CODES)
+
+
+def test_a_queue_without_fingerprint_must_have_the_models_probabilities(study, tmp_path):
+    from discourse.review_file import probability_mismatch, verify_queue_model
+    from discourse.review_page import make_review_server
+
+    q = select(study, 6)
+    pcols = [f"p_{c}" for c in CODES]
+    P = q[pcols].to_numpy(float)
+    t = [THRESHOLDS[c] for c in CODES]
+    assert probability_mismatch(q, CODES, P, t) is None
+    assert probability_mismatch(q, CODES, P + 5e-5, t) is None  # another machine's arithmetic
+    assert probability_mismatch(q, CODES, P + 1e-3, t) == \
+        f"R001: p_empowered is {q.p_empowered[0]:.6g} in the queue, {P[0, 0] + 1e-3:.6f} from the model"
+    rounded = q.assign(**{c: q[c].round(2) for c in pcols})  # a CSV saved as shown, two decimals
+    assert probability_mismatch(rounded, CODES, P, t) is None
+    assert "p_" in probability_mismatch(rounded, CODES, P + 0.01, t)
+    blank = q.astype(object)
+    blank.loc[3, "p_consumer"] = ""
+    assert probability_mismatch(blank, CODES, P, t).startswith("R004: p_consumer is blank in the queue")
+    other = q.copy()
+    other.loc[1, "model_codes"] = "" if q.model_codes[1] else "consumer;empowered;stakeholder"
+    assert probability_mismatch(other, CODES, P, t).startswith("R002: model_codes is")
+    # with its fingerprint a queue needs no model; without, it needs one to be checked against
+    verify_queue_model(q, ABOUT, MODEL_INFO, None, tmp_path / "queue.xlsx")
+    with pytest.raises(DiscourseError, match="does not say which model made it .*no model was given"):
+        verify_queue_model(q, {}, MODEL_INFO, None, tmp_path / "queue.xlsx")
+    path = tmp_path / "queue.csv"
+    write_queue(q, CODES, path)  # no model_sha256 column
+    with pytest.raises(DiscourseError, match=r"queue.csv: the queue does not say which model made it \(no model_sha"):
+        make_review_server(path, CODES, CODEBOOK, tmp_path / "reviewed.parquet", MODEL_INFO, "Ruth")
+    assert not (tmp_path / "reviewed.parquet").exists()
+
+
+@pytest.mark.slow
+def test_cli_checks_a_queue_that_lost_its_fingerprint_against_the_model(audit_cli, tmp_path):
+    import json
+    import os
+
+    from discourse.model import DiscourseClassifier
+
+    model_dir = ROOT / "models" / "default"
+    model = DiscourseClassifier.load(model_dir)
+    texts = ["We treat the people who use our services as customers, and we measure their satisfaction.",
+             "Patients should have real power over how the ward is run, not just a say.",
+             "Carers, clinicians and commissioners all sit at the table as partners."]
+    P = np.round(model.predict_proba(texts), 6)
+    pred = pd.DataFrame({"excerpt_id": ["e1", "e2", "e3"], "doc_id": "D1", "start": [0, 100, 200],
+                         "end": [90, 180, 280], "text": texts})
+    for j, c in enumerate(model.codes):
+        pred[f"p_{c}"] = P[:, j]
+    q = select_for_review(pred, None, {}, model.codes, dict(zip(model.codes, model.thresholds_)), 3)
+    q[model.codes[0]] = "no"
+    q["reviewer"] = "Ruth"
+    xlsx, csv = tmp_path / "queue.xlsx", tmp_path / "queue.csv"
+    write_queue(q, model.codes, xlsx, about={"model": "default"})
+    wb = load_workbook(xlsx)
+    del wb["instructions"]  # the reviewer deleted the sheet that names the model
+    wb.save(xlsx)
+    write_queue(q, model.codes, csv)  # a CSV without its model_sha256 column
+    other = tmp_path / "other-model"  # the same files, but another model: its calibration differs
+    other.mkdir()
+    for f in ("estimator.skops", "encoder-adapter.safetensors"):
+        os.symlink(model_dir / f, other / f)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest["platt"][0] = [manifest["platt"][0][0], manifest["platt"][0][1] + 0.5]
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    for queue in (xlsx, csv):
+        store = tmp_path / f"{queue.suffix[1:]}.parquet"
+        code, stdout, err = audit_cli("audit", "apply", queue, "--store", store, "--model", other)
+        assert code == 2 and not store.exists() and "Traceback" not in err
+        assert "the queue does not say which model made it" in err and f"are not those of {other}" in err
+        code, stdout, err = audit_cli("audit", "apply", queue, "--store", store, "--model", model_dir)
+        assert code == 0, err
+        assert "checking its probabilities against" in err and "3 reviewed excerpts (3 new" in stdout
+        assert set(read_store(store).model_sha256) == {hashlib_sha256(model_dir / "manifest.json")}
+
+
+def hashlib_sha256(path):
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_a_queue_open_in_a_spreadsheet_is_warned_about(audit_cli, tmp_path):
+    import json
+    import socket
+
+    from discourse.review_store import model_info
+
+    model_dir = ROOT / "models" / "default"
+    codes = json.loads((model_dir / "manifest.json").read_text())["codes"]
+    thresholds = json.loads((model_dir / "manifest.json").read_text())["thresholds"]
+    pred, turns, texts = make_study(codes=codes, thresholds=thresholds)
+    q = select_for_review(pred, turns, texts, codes, thresholds, 6)
+    q[codes[0]], q["reviewer"] = "no", "Ruth"
+    queue = tmp_path / "queue.xlsx"
+    write_queue(q, codes, queue, about={"model manifest sha256": model_info(model_dir)["model_sha256"]})
+    (tmp_path / "~$queue.xlsx").write_bytes(b"\x04Ruth" + b" " * 50 + b"\x04\x00R\x00u\x00t\x00h\x00")
+    code, stdout, err = audit_cli("audit", "apply", queue)
+    assert code == 0 and "6 reviewed excerpts (6 new" in stdout  # applied all the same: the lock may be stale
+    assert err.startswith("warning: queue.xlsx looks open in Excel by Ruth (~$queue.xlsx beside it): "
+                          "answers not saved there are not applied; save and close it, then apply again")
+    with socket.socket() as busy:  # the page warns too (and here cannot listen: it stops after the warning)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = audit_cli("audit", "review", queue, "--reviewer", "Ruth", "--no-browser",
+                                 "--port", busy.getsockname()[1])
+    assert code == 2 and err.startswith("warning: queue.xlsx looks open in Excel by Ruth") and "cannot listen" in err
+    from discourse.review_file import open_elsewhere
+
+    (tmp_path / "~$queue.xlsx").unlink()
+    assert open_elsewhere(queue) is None
+    (tmp_path / ".~lock.queue.xlsx#").write_text("Ruth,host,...")
+    assert open_elsewhere(queue) == "looks open in LibreOffice (.~lock.queue.xlsx# beside it)"
