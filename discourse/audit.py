@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DiscourseError
+from .pipeline import read_run
 from .tables import read_table
 
 CONTEXT_CHARS = 200
@@ -280,7 +281,6 @@ def read_classify_folder(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.Data
     ``path`` is the folder or its predictions.parquet (any predictions table
     works; turns and texts are then looked for beside it).
     """
-    import json
 
     p = Path(path)
     folder = p if p.is_dir() else p.parent
@@ -303,10 +303,4 @@ def read_classify_folder(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.Data
         for f in sorted((folder / "texts").glob("*.txt")):
             with open(f, encoding="utf-8", newline="") as fh:
                 texts[f.stem] = fh.read()
-    run = {}
-    if (folder / "run.json").is_file():
-        try:
-            run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise DiscourseError("run.json is not valid JSON", folder / "run.json") from None
-    return pred, turns, texts, run
+    return pred, turns, texts, read_run(folder)
