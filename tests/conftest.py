@@ -93,3 +93,21 @@ def _linked_minilm(dest, replace: dict[str, bytes] | None = None):
 def linked_minilm():
     """``linked_minilm(dest, replace=None)``: a local encoder folder that is MiniLM but for the files replaced."""
     return _linked_minilm
+
+
+@pytest.fixture
+def break_segment(monkeypatch):
+    """``break_segment(doc_id, exc)``: segmenting any turns of ``doc_id`` raises ``exc`` (others segment as ever)."""
+    import discourse.pipeline as pipeline
+
+    real = pipeline.segment
+
+    def install(doc_id: str, exc: Exception) -> None:
+        def broken(turns, nlp, **kw):
+            if (turns["doc_id"] == doc_id).any():
+                raise exc
+            return real(turns, nlp, **kw)
+
+        monkeypatch.setattr(pipeline, "segment", broken)
+
+    return install

@@ -32,17 +32,8 @@ def test_segment_writes_excerpts_and_checkable_texts(run_cli, mini_study, tmp_pa
     assert (out.parent / "turns.parquet").exists()
 
 
-def test_segment_skips_a_document_that_fails_and_keeps_the_others(run_cli, mini_study, tmp_path, monkeypatch):
-    import discourse.pipeline as pipeline
-
-    real = pipeline.segment
-
-    def broken(turns, nlp, **kw):
-        if (turns["doc_id"] == "B08").any():
-            raise KeyError("speaker")
-        return real(turns, nlp, **kw)
-
-    monkeypatch.setattr(pipeline, "segment", broken)
+def test_segment_skips_a_document_that_fails_and_keeps_the_others(run_cli, mini_study, tmp_path, break_segment):
+    break_segment("B08", KeyError("speaker"))
     out = tmp_path / "seg" / "excerpts.csv"
     code, stdout, err = run_cli("segment", mini_study, "--manifest", mini_study / "manifest.csv", "-o", out)
     assert code == 0, err

@@ -39,16 +39,9 @@ def test_results_do_not_depend_on_chunk_size(demo_study, tfidf_model, nlp, tmp_p
     pd.testing.assert_frame_equal(again, all3)
 
 
-def test_a_failing_document_is_skipped_and_the_rest_of_its_chunk_kept(demo_study, tfidf_model, nlp, tmp_path, monkeypatch):
+def test_a_failing_document_is_skipped_and_the_rest_of_its_chunk_kept(demo_study, tfidf_model, nlp, tmp_path, break_segment):
     folder = demo_study(["A01", "B08", "C06"])
-    real = pipeline.segment
-
-    def fragile(turns, nlp, **kw):
-        if (turns["doc_id"] == "B08").any():
-            raise DiscourseError("cannot segment", "B08")
-        return real(turns, nlp, **kw)
-
-    monkeypatch.setattr(pipeline, "segment", fragile)
+    break_segment("B08", DiscourseError("cannot segment", "B08"))
     study = _study(folder)
     pred, stats = pipeline.classify_study(study, tfidf_model, "k", lambda: nlp, tmp_path / "w", chunk_docs=8)
     assert set(pred.doc_id) == {"A01", "C06"} and stats["classified"] == 2
@@ -146,16 +139,9 @@ def test_re_keying_a_document_keeps_other_documents_whose_ids_share_its_start(nl
     assert saved == sorted(names)
 
 
-def test_an_unexpected_error_in_one_document_is_one_line_naming_it(demo_study, nlp, tmp_path, monkeypatch):
+def test_an_unexpected_error_in_one_document_is_one_line_naming_it(demo_study, nlp, tmp_path, break_segment):
     folder = demo_study(["A01", "B08"])
-    real = pipeline.segment
-
-    def broken(turns, nlp, **kw):
-        if (turns["doc_id"] == "B08").any():
-            raise KeyError("speaker")
-        return real(turns, nlp, **kw)
-
-    monkeypatch.setattr(pipeline, "segment", broken)
+    break_segment("B08", KeyError("speaker"))
     study = _study(folder)
     pred, stats = pipeline.classify_study(study, ConstantModel(), "k", lambda: nlp, tmp_path / "w", chunk_docs=8)
     assert set(pred.doc_id) == {"A01"} and stats["classified"] == 1
