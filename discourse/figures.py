@@ -32,8 +32,15 @@ def to_svg(fig) -> str:
     return re.sub(r"\s*<metadata>.*?</metadata>", "", svg, flags=re.S)
 
 
+def _drawable(prof: pd.DataFrame, codes: list[str]) -> bool:
+    """Whether a profile has a prevalence to draw: some group, some code, a number (not all missing)."""
+    return bool(codes) and len(prof) > 0 and bool(prof["prevalence"].notna().any())
+
+
 def heatmap(prof: pd.DataFrame, codes: list[str], labels: dict[str, str]) -> str:
-    """Groups x codes, cell = prevalence (share of excerpts), annotated."""
+    """Groups x codes, cell = prevalence (share of excerpts), annotated; '' when there is no prevalence to draw."""
+    if not _drawable(prof, codes):
+        return ""
     plt = _plt()
     groups = sorted(prof["group"].unique())
     M = prof.pivot(index="group", columns="code", values="prevalence").reindex(index=groups, columns=codes)
@@ -52,7 +59,9 @@ def heatmap(prof: pd.DataFrame, codes: list[str], labels: dict[str, str]) -> str
 
 
 def prevalence_bars(prof: pd.DataFrame, codes: list[str], labels: dict[str, str]) -> str:
-    """One panel per code: each group's prevalence with its 95% speaker-bootstrap interval."""
+    """One panel per code: each group's prevalence with its 95% speaker-bootstrap interval; '' when there is none."""
+    if not _drawable(prof, codes):
+        return ""
     plt = _plt()
     groups = sorted(prof["group"].unique())
     ncol = 3

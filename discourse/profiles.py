@@ -10,6 +10,7 @@ permuting group labels over speakers.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -150,3 +151,41 @@ def profile(
 def profiles(pred: pd.DataFrame, codes: Sequence[str], groupings: Sequence[Sequence[str]], **kw) -> dict[str, pd.DataFrame]:
     """Profiles for several groupings, keyed by grouping name (``"trust,role"``)."""
     return {",".join(by): profile(pred, codes, by, **kw) for by in groupings}
+
+
+PROFILE_FILES = ("profiles.csv", "profiles.xlsx")
+_NUMBERS = ["n_documents", "n_speakers", "n_excerpts", "prevalence", "ci_low", "ci_high", "n_assigned",
+            "share_assigned", "speakers_using", "p_value"]
+
+
+def read_profile_file(path: str | Path) -> pd.DataFrame:
+    """A table `discourse profile` wrote (CSV, or XLSX with one sheet per grouping) as one table, in file order.
+
+    Groups and codes stay text as written (a group ``NA`` is not a missing value); a file that cannot be read,
+    or lacks a profile's columns, is a :class:`DiscourseError`."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".xlsx":
+            sheets = pd.read_excel(path, sheet_name=None, dtype=str, keep_default_na=False, engine="openpyxl")
+            table = pd.concat(sheets.values(), ignore_index=True) if sheets else pd.DataFrame()
+        else:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except Exception as exc:  # a damaged or foreign file: pandas, openpyxl and zipfile errors alike
+        raise DiscourseError(f"cannot read it as a profile table ({type(exc).__name__})", path) from None
+    missing = [c for c in PROFILE_COLUMNS if c not in table.columns]
+    if missing:
+        raise DiscourseError(f"not a profile table: missing {', '.join(missing)}", path)
+    for col in _NUMBERS:
+        table[col] = pd.to_numeric(table[col], errors="coerce")
+    return table[PROFILE_COLUMNS]
+
+
+def same_profile(written: pd.DataFrame, computed: pd.DataFrame) -> bool:
+    """Whether a profile read from a file has the groups, codes and numbers of one computed now."""
+    key = ["group", "code"]
+    a = written.sort_values(key).reset_index(drop=True)
+    b = computed.sort_values(key).reset_index(drop=True)
+    if len(a) != len(b) or not (a[key].astype(str).to_numpy() == b[key].astype(str).to_numpy()).all():
+        return False
+    x, y = a[_NUMBERS].to_numpy(float), b[_NUMBERS].to_numpy(float)
+    return bool(np.all(np.isclose(x, y, rtol=0, atol=1e-6) | (np.isnan(x) & np.isnan(y))))

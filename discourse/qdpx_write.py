@@ -51,6 +51,24 @@ def _newline_map(text: str) -> tuple[str, Callable[[int], int]]:
     return new, lambda o: o - bisect.bisect_left(removed, o)
 
 
+def _turn_starts(turns: pd.DataFrame, pred: pd.DataFrame, doc_id: str) -> list[tuple[str, int]]:
+    """(speaker, start) of each turn of ``doc_id`` (of each excerpt, when the turns carry no offsets)."""
+    rows = turns if "start" in turns.columns else pred
+    rows = rows[rows["doc_id"].astype(str) == doc_id]
+    return [(str(s), int(a)) for s, a in zip(rows["speaker"], rows["start"]) if pd.notna(a)]
+
+
+def _redacted(text: str, newpos: Callable[[int], int], redactor, starts: list[tuple[str, int]],
+              names: dict[tuple[str, str], str], doc_id: str) -> tuple[str, Callable[[int], int]]:
+    """``text`` redacted, each named speaker's label made their pseudonym, and ``newpos`` carried on to it."""
+    from .redact import label_spans
+
+    shown = {s: p for (d, s), p in names.items() if d == doc_id}
+    fixed = label_spans(text, [(s, newpos(a)) for s, a in starts], shown)
+    red, redpos = redactor.with_offsets(text, fixed)
+    return red, lambda p: redpos(newpos(p))
+
+
 def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.PathLike,
                 created: str | None = None, model_name: str | None = None, redactor=None) -> dict:
     """Write a classify output folder as a .qdpx: texts, codebook, machine codings, speaker cases.
@@ -63,7 +81,8 @@ def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.Pa
     dates are ``created`` (:func:`creation_time`): same input, same bytes.
     With a ``redactor`` (:class:`discourse.redact.Redactor`), names, places and
     organisations in the texts are replaced, selections follow the new offsets,
-    and speaker labels that are names become ``Speaker N``.
+    and speaker labels that are names become ``Speaker N``, in the cases and
+    where they open a turn in the texts (labels that are roles stay).
     Returns counts.
     """
     outdir = Path(outdir)
@@ -118,8 +137,7 @@ def export_qdpx(outdir: str | os.PathLike, codebook: Codebook, path: str | os.Pa
             raw = fh.read()
         text, newpos = _newline_map(raw)
         if redactor is not None:
-            text, redpos = redactor.with_offsets(text)
-            newpos = (lambda f, g: (lambda p: g(f(p))))(newpos, redpos)
+            text, newpos = _redacted(text, newpos, redactor, _turn_starts(turns, pred, doc_id), names, doc_id)
         sguid = guid_for("source", doc_id)
         members.append((f"sources/{sguid}.txt", text.encode("utf-8")))
         src = _el("TextSource", {"guid": sguid, "name": doc_id, "plainTextPath": f"internal://{sguid}.txt",

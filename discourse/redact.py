@@ -6,7 +6,8 @@ addresses, full dates such as a date of birth) and spaCy's named entities,
 found line by line (a tag never swallows a line break or the next turn's
 label); beside them, every speaker label that is a name, in any case.
 Speaker labels that are names become ``Speaker N`` per document
-(:func:`pseudonyms`).
+(:func:`pseudonyms`), in a text too, where the label opens a turn
+(:func:`label_spans`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from .segment import SPACY_MODEL
+from .transcripts import TIMESTAMP
 
 LABELS = {"PERSON": "[PERSON]", "GPE": "[PLACE]", "LOC": "[PLACE]", "FAC": "[PLACE]", "ORG": "[ORG]"}
 _TITLES = re.compile(r"^(?:dr|mr|mrs|ms|miss|mx|prof|professor|cllr|rev)\.?\s+", re.IGNORECASE)
@@ -52,6 +54,11 @@ PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
 _NUMBER = re.compile(r"(?<![\w.,/+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{2,6}(?:[\s.-]\d{2,6}){0,4}(?![\w/]|[.,]\d)")
 _LABEL = re.compile(r"^\s*[^:\n]{1,40}:\s")  # a leading speaker label, left out when judging a line's case
 _MAX_PIECE = 100_000  # characters per named-entity call: far below spaCy's limit, whatever the line
+# What may stand between a speaker label and the turn's first word: spaces, line breaks, label punctuation, timestamps.
+_LABEL_TAIL = rf"(?:\s|[\]):\-–—>]|{TIMESTAMP.pattern})*\Z"
+_LABEL_HEAD = re.compile(rf"(?:\s|[\[(<]|{TIMESTAMP.pattern})*")  # what may stand before a label on its line
+_LABEL_REACH = 200  # characters before a turn searched for its label
+Span = tuple[int, int, str]
 
 
 def _number_tag(s: str) -> str | None:
@@ -167,22 +174,28 @@ class Redactor:
                 out.append((start + e.start_char, start + e.end_char, LABELS[e.label_]))
         return out
 
-    def spans(self, text: str) -> list[tuple[int, int, str]]:
-        """Sorted, non-overlapping (start, end, tag) to replace; patterns win over entities where they overlap."""
+    def spans(self, text: str, fixed: Iterable[Span] = ()) -> list[Span]:
+        """Sorted, non-overlapping (start, end, tag) to replace; patterns win over entities where they overlap.
+
+        ``fixed`` spans (speaker labels and their pseudonyms, :func:`label_spans`) win over everything found, and
+        timestamps identify nobody: what is found overlapping either is cut back to its words outside it."""
+        fixed = sorted(fixed)
         found = [(m.start(), m.end(), tag) for tag, rx in PATTERNS for m in rx.finditer(text)]
         found += [(m.start(), m.end(), tag) for m in _NUMBER.finditer(text) if (tag := _number_tag(m.group()))]
         found += self._name_spans(text) + self._entity_spans(text)
-        out: list[tuple[int, int, str]] = []
-        for s, e, tag in sorted(found, key=lambda x: (x[0], -(x[1] - x[0]))):
+        kept = fixed + [(m.start(), m.end(), "") for m in TIMESTAMP.finditer(text)]
+        out: list[Span] = []
+        for s, e, tag in sorted(_outside(text, found, kept), key=lambda x: (x[0], -(x[1] - x[0]))):
             if out and s < out[-1][1]:
                 if e > out[-1][1]:
                     out[-1] = (out[-1][0], e, out[-1][2])
                 continue
             out.append((s, e, tag))
-        return out
+        return sorted(out + fixed)
 
-    def with_offsets(self, text: str) -> tuple[str, Callable[[int], int]]:
-        spans = self.spans(text)
+    def with_offsets(self, text: str, fixed: Iterable[Span] = ()) -> tuple[str, Callable[[int], int]]:
+        """The redacted text and a map from offsets in ``text`` to offsets in it; ``fixed`` as in :meth:`spans`."""
+        spans = self.spans(text, fixed)
         pieces, pos, old_starts, new_starts, old_ends, new_ends, shift = [], 0, [], [], [], [], 0
         for s, e, tag in spans:
             pieces += [text[pos:s], tag]
@@ -208,6 +221,53 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         return self.with_offsets(text)[0]
+
+
+def _outside(text: str, spans: Iterable[Span], kept: list[Span]) -> list[Span]:
+    """``spans`` cut back to their words outside every ``kept`` span (a piece with no word is dropped)."""
+    merged: list[list[int]] = []
+    for ks, ke, _ in sorted(kept):
+        if merged and ks <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], ke)
+        else:
+            merged.append([ks, ke])
+    ends = [ke for _, ke in merged]
+    out = []
+    for s, e, tag in spans:
+        pieces, k = [(s, e)], bisect.bisect_right(ends, s)
+        while k < len(merged) and merged[k][0] < e:
+            fs, fe = merged[k]
+            pieces = [p for a, b in pieces for p in ((a, min(b, fs)), (max(a, fe), b)) if p[0] < p[1]]
+            k += 1
+        if pieces == [(s, e)]:
+            out.append((s, e, tag))
+            continue
+        for a, b in pieces:
+            words = re.search(r"\w(?:.*\w)?", text[a:b], re.S)
+            if words:
+                out.append((a + words.start(), a + words.end(), tag))
+    return out
+
+
+def label_spans(text: str, turns: Iterable[tuple[str, int]], shown: Mapping[str, str]) -> list[Span]:
+    """(start, end, replacement) of the speaker label opening each turn, for :meth:`Redactor.spans`.
+
+    ``turns``: (speaker, offset of the turn's first word in ``text``); ``shown``: speaker -> pseudonym (one
+    document's :func:`pseudonyms`); a label not in it (Interviewer, Nurse, P3) is kept as written. A label is
+    the speaker's words as the transcript writes them (any spaces between), with only spaces, brackets and
+    timestamps before it on its line and only spaces, line breaks, label punctuation and timestamps after it up
+    to the turn: ``Jo Baker:``, ``[00:01] Jo Baker:``, ``[Jo Baker]``, ``Jo Baker 0:03`` on the line before.
+    A turn with no such label (its speaker goes on after a timestamp) has none.
+    """
+    out = set()
+    for speaker, start in turns:
+        words = r"[ \t]+".join(map(re.escape, speaker.split()))
+        if not words:
+            continue
+        m = re.compile(rf"(?<!\w){words}(?!\w)(?={_LABEL_TAIL})").search(text, max(0, start - _LABEL_REACH), start)
+        if m and _LABEL_HEAD.fullmatch(text, text.rfind("\n", 0, m.start()) + 1, m.start()):
+            out.add((m.start(), m.end(), shown.get(speaker, m.group())))
+    return sorted(out)
 
 
 def pseudonyms(speakers: pd.DataFrame) -> Mapping[tuple[str, str], str]:

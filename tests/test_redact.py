@@ -77,3 +77,76 @@ def test_long_documents_are_redacted_whole(redactor, monkeypatch):
 def test_pseudonyms_never_collide_with_a_documents_own_numbers():
     table = pd.DataFrame({"doc_id": ["D1"] * 4 + ["D2"], "speaker": ["Speaker 1", "Jane", "Interviewer", "Alan", "Jo"]})
     assert dict(pseudonyms(table)) == {("D1", "Alan"): "Speaker 2", ("D1", "Jane"): "Speaker 3", ("D2", "Jo"): "Speaker 1"}
+
+
+LABELLED = ("Interviewer: Hello Jo, and you, Dave Hughes.\n"
+            "[00:00:09] Jo: I met Dave Hughes at the CMHT.\n"
+            "[00:01:10] Then I went home.\n"
+            "[Dave  Hughes]: Jo helped me.\n"
+            "Dave Hughes  0:03\nIt was fine.\n"
+            "Nurse: Jo is right.\n")
+
+
+def test_the_label_opening_a_named_speakers_turn_becomes_their_pseudonym(redactor):
+    from discourse.redact import label_spans
+
+    turns = [("Interviewer", "Hello"), ("Jo", "I met"), ("Jo", "Then I"), ("Dave Hughes", "Jo helped"),
+             ("Dave Hughes", "It was"), ("Nurse", "Jo is")]
+    anchors = [(s, LABELLED.index(first)) for s, first in turns]
+    spans = label_spans(LABELLED, anchors, {"Jo": "Speaker 1", "Dave Hughes": "Speaker 2"})
+    assert [(LABELLED[s:e], tag) for s, e, tag in spans] == [  # none for the turn that goes on after a timestamp
+        ("Interviewer", "Interviewer"), ("Jo", "Speaker 1"), ("Dave  Hughes", "Speaker 2"), ("Dave Hughes", "Speaker 2"),
+        ("Nurse", "Nurse")]  # roles are kept as written, whatever the named-entity model makes of them
+    red, newpos = redactor.with_offsets(LABELLED, spans)
+    lines = red.split("\n")
+    assert lines[0].startswith("Interviewer: Hello [PERSON]") and lines[1].startswith("[00:00:09] Speaker 1: I met [PERSON]")
+    assert lines[2] == "[00:01:10] Then I went home."  # a timestamp identifies nobody
+    assert lines[3] == "[Speaker 2]: [PERSON] helped me." and lines[4] == "Speaker 2  0:03" and lines[6].startswith("Nurse: ")
+    assert "Jo" not in red and "Dave" not in red and "Hughes" not in red
+    starts = ["Hello", "I met", "Then I", "[PERSON] helped", "It was", "[PERSON] is"]  # each turn where offsets say
+    assert [red[newpos(a):newpos(a) + len(w)] for (_, a), w in zip(anchors, starts)] == starts
+
+
+def test_a_redacted_project_shows_who_speaks_as_its_cases_do(tmp_path, book, redactor):
+    """Sources of a redacted .qdpx: each named speaker's label is the case's pseudonym, roles stay, spans hold."""
+    import io
+    import json
+    import re
+    import zipfile
+    from xml.etree import ElementTree as ET
+
+    from discourse.qdpx import export_qdpx
+
+    raw = ("INTERVIEWER: Thanks for seeing me.\r\nPriya Shah (Research Team): Tom, what did you do?\r\nTom Ellis: I ran the group with Margaret Ellis.\r\n"
+           "Margaret Ellis: Tom asked for a say.\r\nNurse: We listened to Tom.\r\n")
+    out = tmp_path / "out"
+    (out / "texts").mkdir(parents=True)
+    (out / "texts" / "D1.txt").write_bytes(raw.encode("utf-8"))
+    turns = pd.DataFrame({"doc_id": "D1", "turn": range(5),
+                          "speaker": ["INTERVIEWER", "Priya Shah (Research Team)", "Tom Ellis", "Margaret Ellis", "Nurse"],
+                          "role": ["interviewer", "interviewer", "service_user", "carer", "nurse"], "trust": "A",
+                          "start": [raw.index(w) for w in ("Thanks", "Tom, what", "I ran", "Tom asked", "We listened")]})
+    turns.to_parquet(out / "turns.parquet", index=False)
+    said = ["I ran the group with Margaret Ellis.", "Tom asked for a say.", "We listened to Tom."]
+    pred = pd.DataFrame({"excerpt_id": ["e1", "e2", "e3"], "doc_id": "D1", "speaker": turns.speaker[2:].tolist(),
+                         "role": turns.role[2:].tolist(), "trust": "A", "text": said,
+                         "start": [raw.index(t) for t in said], "end": [raw.index(t) + len(t) for t in said],
+                         "codes": ["consumer", "empowered", "consumer"], "p_consumer": 0.9, "p_empowered": 0.8})
+    pred.to_parquet(out / "predictions.parquet", index=False)
+    (out / "run.json").write_text(json.dumps({"model": {"folder": "default"}}), encoding="utf-8")
+    redactor = Redactor(names=turns.speaker, nlp=redactor.nlp)
+    export_qdpx(out, book, tmp_path / "r.qdpx", redactor=redactor)
+    zf = zipfile.ZipFile(io.BytesIO((tmp_path / "r.qdpx").read_bytes()))
+    root = ET.fromstring(zf.read("project.qde"))
+    ns = root.tag[:root.tag.index("}") + 1]
+    text = zf.read(next(n for n in zf.namelist() if n.startswith("sources/"))).decode()
+    # the named-entity model takes INTERVIEWER for an organisation: as a speaker's label, it stays
+    assert [line.split(":")[0] for line in text.splitlines()] == ["INTERVIEWER", "Speaker 2", "Speaker 3", "Speaker 1",
+                                                                  "Nurse"]
+    assert sorted(c.get("name") for c in root.iter(ns + "Case")) == ["D1/INTERVIEWER", "D1/Nurse", "D1/Speaker 1",
+                                                                      "D1/Speaker 2", "D1/Speaker 3"]
+    assert not re.search(r"Tom|Ellis|Priya|Shah", text)
+    spans = {s.get("name"): text[int(s.get("startPosition")):int(s.get("endPosition"))]
+             for s in root.iter(ns + "PlainTextSelection")}
+    assert spans == {"excerpt e1": "I ran the group with [PERSON].", "excerpt e2": "[PERSON] asked for a say.",
+                     "excerpt e3": "We listened to [PERSON]."}
