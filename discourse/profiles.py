@@ -98,9 +98,7 @@ def profile(
     """The profile of one grouping (a list of columns), one row per group and code."""
     missing = [c for c in by if c not in pred.columns]
     if missing:
-        raise DiscourseError(
-            f"no column {', '.join(missing)} to group by; columns are: {', '.join(map(str, pred.columns))}"
-        )
+        raise DiscourseError(f"no column '{missing[0]}' to group by{_near_column(missing[0], pred.columns)}")
     need = ["excerpt_id", "doc_id", "speaker", "codes"] + [f"p_{c}" for c in codes]
     lacking = [c for c in need if c not in pred.columns]
     if lacking:
@@ -146,6 +144,17 @@ def profile(
     for col in ("prevalence", "ci_low", "ci_high", "share_assigned", "p_value"):
         out[col] = out[col].round(4)
     return out.sort_values(["grouping", "group", "code"], key=lambda s: s.map({c: i for i, c in enumerate(codes)}) if s.name == "code" else s, kind="stable").reset_index(drop=True)
+
+
+_NOT_GROUPS = {"excerpt_id", "text", "start", "end", "turn", "codes", "confidence"}
+
+
+def _near_column(name: str, columns) -> str:
+    """'; did you mean 'trust'?' when a column differs only in case or spacing, then the columns one can group by."""
+    groupable = [str(c) for c in columns if str(c) not in _NOT_GROUPS and not str(c).startswith("p_")]
+    near = [c for c in groupable if c.casefold() == name.strip().casefold()]
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    return f"{hint} (columns to group by: {', '.join(groupable)})"
 
 
 def profiles(pred: pd.DataFrame, codes: Sequence[str], groupings: Sequence[Sequence[str]], **kw) -> dict[str, pd.DataFrame]:

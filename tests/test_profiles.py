@@ -61,8 +61,11 @@ def test_interval_resamples_speakers_not_excerpts():
 
 
 def test_unknown_grouping_column_is_a_clear_error():
-    with pytest.raises(DiscourseError, match="no column region"):
+    with pytest.raises(DiscourseError, match="no column 'region' to group by") as err:
         profile(fake_predictions({"a": 0.1}), ["x"], ["region"])
+    assert "(columns to group by: doc_id, speaker, role, trust)" in str(err.value) and "p_x" not in str(err.value)
+    with pytest.raises(DiscourseError, match="no column 'Trust' to group by; did you mean 'trust'"):
+        profile(fake_predictions({"a": 0.1}), ["x"], ["Trust"])
 
 
 def test_a_group_of_one_speaker_has_no_interval():
