@@ -30,21 +30,25 @@ def _progress(label: str, show: bool):
     return wrap
 
 
-def _load_study(paths, manifest, speakers, strict):
+def _load_study(paths, manifest, speakers, strict, outputs: tuple[Path, ...] = ()):
+    """Read the study the command line names; ``outputs`` (this run's output files and folders) are never read
+    as transcripts when found in a folder given."""
     from .manifest import default_speakers_path, manifest_for_paths, read_manifest, read_speakers, select_documents
     from .study import read_study
 
     if manifest:
-        man = select_documents(read_manifest(manifest), list(paths))
+        full = read_manifest(manifest)
+        man = select_documents(full, list(paths), outputs)
         spk = read_speakers(speakers) if speakers else read_speakers(default_speakers_path(manifest), optional=True)
     else:
         if not paths:
             raise DiscourseError("give transcript files or folders, or --manifest FILE")
-        man = manifest_for_paths(list(paths))
+        full = man = manifest_for_paths(list(paths), outputs)
         spk = read_speakers(speakers)
     if man.empty:
         raise DiscourseError("no documents to read: the paths given match no file in the manifest", manifest)
     study = read_study(man, spk, strict=strict, progress=_progress("reading", len(man) > 1), csv_ids=not manifest)
+    study.listed |= set(full["doc_id"])
     for w in study.warnings:
         _warn(w)
     for doc_id, why in study.skipped:
@@ -59,6 +63,23 @@ def _write_texts(study, folder: Path) -> None:
 
     for doc in study.documents:
         write_text(doc.text, folder / f"{doc.doc_id}.txt")
+
+
+def _remove_stale(study, outdir: Path) -> list[str]:
+    """Delete the texts (``texts/<doc_id>.txt``) and saved excerpts (``.cache/docs``) that OUTDIR holds of documents
+    no longer in the study; return their doc_ids, sorted."""
+    from .pipeline import cached_doc_ids, remove_cached
+
+    keep = study.listed | {d.doc_id for d in study.documents} | {d for d, _ in study.skipped}
+    texts = {f.stem: f for f in (outdir / "texts").glob("*.txt") if f.is_file() and not f.name.startswith(".")}
+    cache = outdir / ".cache" / "docs"
+    cached = cached_doc_ids(cache)
+    stale = sorted((set(texts) | cached) - keep)
+    for doc_id in stale:
+        if doc_id in texts:
+            texts[doc_id].unlink()
+        remove_cached(cache, doc_id)
+    return stale
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,13 +116,13 @@ def segment_cmd(paths, manifest, speakers, output, max_sentences, method, strict
     from .segment import load_pipeline
     from .tables import write_table
 
-    study = _load_study(paths, manifest, speakers, strict)
+    out = Path(output)
+    study = _load_study(paths, manifest, speakers, strict, (out, out.parent / "texts", out.parent / "turns.parquet"))
     settings = SegmentSettings(method=method, max_sentences=max_sentences)
     read = len(study.skipped)
     excerpts = segment_study(study, load_pipeline(method), settings, strict)
     for doc_id, why in study.skipped[read:]:
         _warn(f"skipped {doc_id}: {why}")
-    out = Path(output)
     _write_texts(study, out.parent / "texts")
     write_table(study.turns, out.parent / "turns.parquet")
     write_table(excerpts, out)
@@ -289,7 +310,7 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
     if remove_stale_temporaries(outdir):
         _warn(f"{outdir}: removed temporary files left by an interrupted run")
     model = _load_model(model_dir, backend)
-    study = _load_study(paths, manifest, speakers, strict)
+    study = _load_study(paths, manifest, speakers, strict, (outdir,))
     settings = SegmentSettings()
     fingerprint = model_fingerprint(model_dir)
     model_key = fingerprint + backend_suffix(backend)  # finished documents are kept per backend
@@ -324,6 +345,10 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
                    "speakers": int((pred["doc_id"] + "/" + pred["speaker"]).nunique())},
     }
     write_text(json.dumps(run, indent=2) + "\n", outdir / "run.json")
+    stale = _remove_stale(study, outdir)
+    if stale:
+        _warn(f"{outdir}: removed the texts and saved excerpts of {len(stale)} document(s) no longer in the study: "
+              + ", ".join(stale[:8]) + (" ..." if len(stale) > 8 else ""))
     if study.skipped:
         click.echo(f"skipped {len(study.skipped)} document(s):", err=True)
         for d, r in sorted(study.skipped):

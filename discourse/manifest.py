@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import DiscourseError
-from .tables import read_table, shown, text_cells
+from .tables import header_separator, read_table, shown, text_cells
 from .transcripts import FORMATS, is_interviewer_label
 
 INTERVIEWER = "interviewer"
@@ -24,6 +24,9 @@ UNKNOWN = "unknown"
 RESERVED = {"path", "turn", "speaker", "role", "text", "start", "end", "t_start", "t_end", "excerpt_id", "codes",
             "confidence"}
 NOT_TRANSCRIPTS = ("~$", "._")  # Word's lock files and macOS's resource forks, found in shared folders
+# Documents a transcript may be saved as that the tool cannot read: named in a warning when found in a folder.
+UNREAD_TYPES = (".doc", ".docm", ".dot", ".dotm", ".dotx", ".odt", ".ott", ".pages", ".pdf", ".rtf", ".wpd", ".wps",
+                ".htm", ".html")
 _NOT_IN_FILE_NAMES = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
 
 
@@ -154,8 +157,8 @@ def _csv_header(path: Path) -> set[str]:
             break
     else:
         text = head.decode("utf-8-sig", errors="replace")
-    first = text.splitlines()[0] if text.strip() else ""
-    return {c.strip().strip('"').strip().lower() for c in first.split(",")}
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return {c.strip().strip('"').strip().lower() for c in first.split(header_separator(first))}
 
 
 def _refuse_files_read_twice(df: pd.DataFrame, path: Path) -> None:
@@ -184,12 +187,15 @@ def read_speakers(path: str | os.PathLike | None, optional: bool = False) -> pd.
     _refuse_blank(df, "doc_id", path, hint=" (use * for a speaker of every document)")
     _refuse_blank(df, "speaker", path, name_doc=False)
     df["speaker"] = df["speaker"].str.replace(r"\s*:$", "", regex=True)  # "Interviewer:" as the transcript shows it
+    df["speaker"] = df["speaker"].str.split().str.join(" ")  # spaces as transcripts' labels are read
     df["role"] = df["role"].str.lower()
     dup = df[df.assign(key=df["speaker"].str.lower()).duplicated(["doc_id", "key"])]
     if len(dup):
         r = dup.iloc[0]
         raise DiscourseError(f"speaker '{shown(r.speaker)}' of doc '{shown(r.doc_id)}' is listed twice", path)
-    return df.reset_index(drop=True)
+    out = df.reset_index(drop=True)
+    out.attrs["path"] = str(path)
+    return out
 
 
 def default_speakers_path(manifest_path: str | os.PathLike) -> Path:
@@ -220,23 +226,55 @@ def assign_roles(turns: pd.DataFrame, speakers: pd.DataFrame) -> tuple[pd.DataFr
     return out, sorted(unknown)
 
 
+def unmatched_speakers(turns: pd.DataFrame, speakers: pd.DataFrame, files: dict[str, str]) -> list[str]:
+    """Warnings for speaker-table rows that name no speaker of their document, as when its label was not read:
+    one line per document read (``files``: doc_id -> transcript), and one for ``*`` rows that match no document."""
+    said = {d: set(s) for d, s in turns.groupby("doc_id", sort=True)["speaker"]}
+    lower = {d: {x.lower() for x in s} for d, s in said.items()}
+    table = speakers.attrs.get("path", "speaker table")
+    out = []
+    for doc_id, rows in speakers.groupby("doc_id", sort=True):
+        if doc_id == "*":
+            names = [s for s in rows["speaker"] if not any(s.lower() in had for had in lower.values())]
+            whose = "for every document (*) match no speaker read in any document"
+        elif doc_id in said:
+            names = [s for s in rows["speaker"] if s.lower() not in lower[doc_id]]
+            whose = (f"of doc '{shown(doc_id)}' match no speaker read in {shown(files.get(doc_id, doc_id))} "
+                     f"(read: {_listed(sorted(said[doc_id]))})")
+        else:
+            continue
+        if names:
+            out.append(f"{table}: speaker(s) {_listed(names)} {whose}; check each is written as the transcript "
+                       "labels it (a label not read leaves its lines in the turn before)")
+    return out
+
+
+def _listed(names: list[str], show: int = 8) -> str:
+    """Names quoted and joined for a message, the first ``show`` of them."""
+    more = f" and {len(names) - show} more" if len(names) > show else ""
+    return ", ".join(f"'{shown(n)}'" for n in names[:show]) + more
+
+
 def known_speakers(speakers: pd.DataFrame, doc_id: str) -> set[str]:
     """Speaker labels the table knows for a document (used to accept rare labels)."""
     mask = speakers["doc_id"].isin([doc_id, "*"])
     return set(speakers.loc[mask, "speaker"])
 
 
-def manifest_for_paths(paths: list[str | os.PathLike]) -> pd.DataFrame:
+def manifest_for_paths(paths: list[str | os.PathLike], outputs: tuple[str | os.PathLike, ...] = ()) -> pd.DataFrame:
     """A manifest for loose files/folders with no manifest: doc_id = file stem, trust unknown.
 
-    A file given twice (or inside a folder also given) is read once; in folders, Word's ``~$`` lock files and
-    macOS's ``._`` files are passed over.
+    A file given twice (or inside a folder also given) is read once; in folders, Word's ``~$`` lock files,
+    macOS's ``._`` files and the tool's own outputs (see :func:`folder_files`) are passed over, and documents
+    of a type the tool cannot read are named in a warning in the result's ``attrs["warnings"]``.
     """
-    files, seen = [], set()
+    files, seen, unread = [], set(), []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if _transcript_name(f) and f.is_file())
+            inside = folder_files(p, outputs)
+            found = [f for f in inside if _transcript_name(f)]
+            unread += _unreadable(p, inside)
         elif p.exists():
             found = [p]
         else:
@@ -246,17 +284,69 @@ def manifest_for_paths(paths: list[str | os.PathLike]) -> pd.DataFrame:
             if key not in seen:
                 seen.add(key)
                 files.append(f)
+    _refuse_one_id_twice(files, paths[0])
     df = pd.DataFrame({"doc_id": [f.stem for f in files], "file": [str(f) for f in files]})
-    dup = df["doc_id"][df["doc_id"].duplicated()]
-    if len(dup):
-        raise DiscourseError(f"two files would both be doc '{shown(dup.iloc[0])}': give them a manifest", paths[0])
     ids: dict[str, tuple[str, str]] = {}
     for f in files:
         check_doc_id(f.stem, f, "its name, as ", "rename the file, or give a manifest")
         case_clash(f.stem, ids, f"file {shown(f)}", paths[0])
     df["trust"] = UNKNOWN
     df["path"] = [str(Path(f).resolve()) for f in df["file"]]
-    return df.sort_values("doc_id", kind="stable").reset_index(drop=True)
+    df = df.sort_values("doc_id", kind="stable").reset_index(drop=True)
+    if unread:
+        df.attrs["warnings"] = [_unreadable_warning(unread)]
+    return df
+
+
+def _refuse_one_id_twice(files: list[Path], where: str | os.PathLike) -> None:
+    """Two files with one name (``a.txt``, ``a.docx``) would both be doc ``a``: name both."""
+    by_id: dict[str, Path] = {}
+    for f in files:
+        other = by_id.setdefault(f.stem, f)
+        if other is not f:
+            raise DiscourseError(f"two files would both be doc '{shown(f.stem)}', {shown(other)} and {shown(f)}: "
+                                 "rename one, or give a manifest", where)
+
+
+def folder_files(folder: Path, outputs: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
+    """The files under ``folder``, sorted, but for the tool's own outputs inside it: ``outputs`` (this run's output
+    files and folders) and any ``classify`` output folder (one holding run.json and predictions.parquet).
+
+    An output that is ``folder`` itself, or holds it, passes nothing over: a folder given is read."""
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    runs = [f.parent for f in files if f.name == "run.json" and (f.parent / "predictions.parquet").is_file()]
+    root = _real(folder)
+    skip = [o for o in map(_real, (*outputs, *runs)) if root in o.parents]
+
+    def theirs(f: Path) -> bool:
+        real = _real(f)
+        return any(o == real or o in real.parents for o in skip)
+
+    return sorted(f for f in files if not (skip and theirs(f)))
+
+
+def _real(path: str | os.PathLike) -> Path:
+    """``path`` absolute with its folders' links resolved (not a link the file itself is, nor a missing one's)."""
+    path = Path(os.path.abspath(path))
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
+def _unreadable(folder: Path, files: list[Path]) -> list[str]:
+    """Files under ``folder`` of a document type the tool cannot read, as the user would name them; hidden files,
+    files in hidden folders, and lock files are passed over."""
+    out = []
+    for f in files:
+        rel = f.relative_to(folder)
+        hidden = any(part.startswith(".") for part in rel.parts) or f.name.startswith(NOT_TRANSCRIPTS)
+        if f.suffix.lower() in UNREAD_TYPES and not hidden:
+            out.append(str(folder / rel))
+    return out
+
+
+def _unreadable_warning(names: list[str], show: int = 5) -> str:
+    more = f" and {len(names) - show} more" if len(names) > show else ""
+    return (f"{len(names)} file(s) of a type the tool does not read are skipped: "
+            f"{', '.join(shown(n) for n in names[:show])}{more} (to read a transcript, save it as .docx or .txt)")
 
 
 def _transcript_name(path: Path) -> bool:
@@ -272,32 +362,38 @@ def _looks_like_transcript(path: Path) -> bool:
     return path.suffix.lower() != ".csv" or {"speaker", "text"} <= _csv_header(path)
 
 
-def select_documents(manifest: pd.DataFrame, paths: list[str | os.PathLike]) -> pd.DataFrame:
+def select_documents(manifest: pd.DataFrame, paths: list[str | os.PathLike],
+                     outputs: tuple[str | os.PathLike, ...] = ()) -> pd.DataFrame:
     """Rows of the manifest whose file is one of ``paths`` (files or folders); all rows if none given.
 
     Transcripts under ``paths`` that the manifest does not list are not read: a warning naming them is put in
-    the result's ``attrs["warnings"]`` (:func:`discourse.study.read_study` reports it with the study's).
+    the result's ``attrs["warnings"]`` (:func:`discourse.study.read_study` reports it with the study's), and
+    another names documents of a type the tool cannot read. The tool's own outputs in a folder (see
+    :func:`folder_files`) are neither.
     """
     if not paths:
         return manifest
     wanted: set[str] = set()
     candidates: list[tuple[Path, str]] = []  # (file, as the user would name it)
+    unread: list[str] = []
+    listed = set(manifest["path"])
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            files = [f for f in p.rglob("*") if f.is_file()]
-            wanted |= {str(f.resolve()) for f in files}
+            wanted |= {str(f.resolve()) for f in p.rglob("*") if f.is_file()}
+            files = folder_files(p, outputs)
             candidates += [(f, f.relative_to(p).as_posix()) for f in files]
+            unread += _unreadable(p, [f for f in files if str(f.resolve()) not in listed])
         elif p.exists():
             wanted.add(str(p.resolve()))
             candidates.append((p, str(p)))
         else:
             raise DiscourseError("file not found", p)
     out = manifest[manifest["path"].isin(wanted)].reset_index(drop=True)
-    listed = set(manifest["path"])
     unlisted = sorted({name for f, name in candidates if str(f.resolve()) not in listed and _looks_like_transcript(f)})
-    if unlisted:
-        out.attrs["warnings"] = [_unlisted_warning(unlisted)]
+    warnings = ([_unlisted_warning(unlisted)] if unlisted else []) + ([_unreadable_warning(unread)] if unread else [])
+    if warnings:
+        out.attrs["warnings"] = warnings
     return out
 
 

@@ -262,6 +262,11 @@ def _save_each(results: Iterable, groups: list[list[str]], todo: dict[str, Path]
             yield doc_id
 
 
+def cached_doc_ids(folder: Path) -> set[str]:
+    """The doc_ids whose finished excerpts ``folder`` holds (``<doc_id>.<16 hex>.parquet``)."""
+    return {m.group("doc_id") for m in map(_CACHE_NAME.fullmatch, (f.name for f in folder.glob("*.parquet"))) if m}
+
+
 def remove_cached(folder: Path, doc_id: str) -> None:
     """Delete the saved excerpts of exactly ``doc_id`` (``<doc_id>.<16 hex>.parquet``), under any key."""
     for old in folder.glob(glob.escape(doc_id) + ".*.parquet"):

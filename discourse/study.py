@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .errors import DiscourseError
-from .manifest import assign_roles, case_clash, check_doc_id, known_speakers
+from .manifest import assign_roles, case_clash, check_doc_id, known_speakers, unmatched_speakers
 from .transcripts import Transcript, read_transcripts
 
 DOC_META_EXCLUDE = ("file", "path")
@@ -21,6 +21,7 @@ class Study:
     turns: pd.DataFrame = field(default_factory=pd.DataFrame)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, reason)
     warnings: list[str] = field(default_factory=list)
+    listed: set[str] = field(default_factory=set)  # every doc_id of the study's manifest, read now or not
 
 
 def read_study(
@@ -38,7 +39,8 @@ def read_study(
     (files given without a manifest): a CSV transcript's own ``doc_id`` column
     names its documents, instead of the manifest row selecting one of them.
     """
-    study = Study(warnings=list(manifest.attrs.get("warnings", ())))  # e.g. transcripts the manifest leaves out
+    study = Study(warnings=list(manifest.attrs.get("warnings", ())),  # e.g. transcripts the manifest leaves out
+                  listed=set(manifest["doc_id"]))
     meta_cols = [c for c in manifest.columns if c not in DOC_META_EXCLUDE and c != "doc_id"]
     rows = manifest.to_dict("records")
     frames, seen_ids = [], {}
@@ -54,8 +56,10 @@ def read_study(
             study.skipped.append((doc_id, exc.line()))
             continue
         for doc in docs:
-            if seen_ids.get(doc.doc_id.lower(), ("",))[0] == doc.doc_id:
-                raise DiscourseError(f"two documents would both be doc '{doc.doc_id}': give them a manifest", row["path"])
+            earlier, where = seen_ids.get(doc.doc_id.lower(), ("", ""))
+            if earlier == doc.doc_id:
+                raise DiscourseError(f"two documents would both be doc '{doc.doc_id}', one {where} and one in "
+                                     f"{row['path']}: give them a manifest", row["path"])
             check_doc_id(doc.doc_id, row["path"], fix="choose another in its doc_id column, or give a manifest")
             if doc.turns.empty:
                 reason = f"{row['path']}: no turns of speech found"
@@ -78,6 +82,7 @@ def read_study(
             study.warnings.append(
                 f"{len(unknown)} speaker(s) not in the speaker table get role 'unknown': {shown}"
             )
+        study.warnings.extend(unmatched_speakers(turns, speakers, {d.doc_id: d.path for d in study.documents}))
         order = ["doc_id", "turn", "speaker", "role"] + meta_cols
         extra = [c for c in turns.columns if c not in order + ["text", "start", "end"]]
         study.turns = turns[order + extra + ["text", "start", "end"]]

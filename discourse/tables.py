@@ -247,14 +247,34 @@ def read_yaml(path: str | os.PathLike, what: str = "file"):
 
 
 def csv_separator(path: str | os.PathLike) -> str:
-    """``,`` unless the header line has no comma but a semicolon or a tab, as some spreadsheets save CSV."""
+    """A CSV file's separator, from its header line (:func:`header_separator`)."""
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        header = fh.readline()
+        return header_separator(fh.readline())
+
+
+def header_separator(header: str) -> str:
+    """``,`` unless the header line has no comma but a semicolon or a tab, as some spreadsheets save CSV."""
     if "," not in header:
         for sep in (";", "\t"):
             if sep in header:
                 return sep
     return ","
+
+
+def _without_unnamed(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Drop columns with no name and nothing in them (trailing separators, as spreadsheets write them); refuse one
+    with no name that holds values, which would otherwise become a column named ''."""
+    from openpyxl.utils import get_column_letter
+
+    keep = []
+    for j, name in enumerate(df.columns):
+        filled = [i for i, v in zip(df.index, df.iloc[:, j]) if not is_blank(v)]
+        if str(name).strip():
+            keep.append(j)
+        elif filled:
+            raise DiscourseError(f"column {j + 1} ({get_column_letter(j + 1)}) has no name in the header but holds "
+                                 f"values (row {filled[0] + 2}): name it, or delete the column", path)
+    return df.iloc[:, keep]
 
 
 def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), exact: bool = False, tidy: bool = False,
@@ -297,6 +317,7 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), exact: b
         raise DiscourseError(f"cannot read the table ({type(exc).__name__}: {shown(str(exc).strip(), 300)})", path) from None
     if tidy:
         df.columns = [str(c).strip() for c in df.columns]
+        df = _without_unnamed(df, path)
     names = [str(c) for c in df.columns]
     twice = sorted({c for c in names if names.count(c) > 1})
     if twice:

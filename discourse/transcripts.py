@@ -19,12 +19,14 @@ import io
 import os
 import re
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from .errors import DiscourseError
+from .tables import header_separator, shown
 
 TURN_COLUMNS = ["doc_id", "turn", "speaker", "text", "start", "end"]
 FORMATS = (".txt", ".docx", ".vtt", ".srt", ".csv")
@@ -37,9 +39,16 @@ UNKNOWN_SPEAKER = "unknown"
 _TS = r"\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?"
 TIMESTAMP = re.compile(rf"\[\s*{_TS}\s*\]|\(\s*{_TS}\s*\)|(?<![\w:]){_TS}(?![\w:])")
 _LEAD_TS = re.compile(rf"[ \t]*(?:(?:\[\s*{_TS}\s*\]|\(\s*{_TS}\s*\)|{_TS})[ \t]*[-–—]?[ \t]*)+")
-_WORD = r"[A-Z][\w'’.\-]*|\d{1,3}"
+# A label's words start with a capital (or are a number); `A&E`, `Carer/Parent` are one word. Words are
+# separated by spaces, a comma (`Mr Smith, Carer`), or `&` or `/` between spaces; a label may end in a short
+# part in brackets (`Nurse (Band 6)`, `Interviewer (KL)`): see :func:`label_base`.
+_WORD = r"[A-ZÀ-ÖØ-Þ][\w'’.\-]*(?:[&/]\w[\w'’.\-]*)*|\d{1,3}"
+_SEP = r"(?:,?[ \t]+|[ \t]+[&/][ \t]+)"
 _TITLE = r"(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Cllr|Rev)\.?"
-_COLON_LABEL = re.compile(rf"(?P<label>(?:{_TITLE}[ \t]+)?(?:{_WORD})(?:[ \t]+(?:{_WORD})){{0,3}})[ \t]*:(?![\d/])[ \t]*")
+_NAME = rf"(?:{_TITLE}[ \t]+)?(?:{_WORD})(?:{_SEP}(?:{_WORD})){{0,3}}"
+_PART = rf"\((?:[^()\n:]{{1,30}}|[ \t]*{_TS}[ \t]*)\)"  # `(Band 6)`, `(laughs)`, `(00:12)`
+_COLON_LABEL = re.compile(rf"(?P<label>{_NAME}(?:[ \t]*{_PART})?)[ \t]*:(?![\d/])[ \t]*")
+_TRAILING_PART = re.compile(r"[ \t]*\((?P<part>[^()]*)\)$")
 _BRACKET_LABEL = re.compile(r"\[(?P<label>[A-Za-z][\w'’. \-]{0,39})\][ \t]*:?[ \t]*")
 _DASH_LABEL = re.compile(r"(?P<label>[A-Z][A-Z0-9]{0,11}(?:[ \t][A-Z0-9]{1,11})?)[ \t]+[-–—][ \t]+")
 _OTTER_LABEL = re.compile(rf"(?P<label>(?:{_TITLE}[ \t]+)?(?:{_WORD})(?:[ \t]+(?:{_WORD})){{0,3}})[ \t]+{_TS}[ \t]*$")
@@ -130,7 +139,7 @@ def _match_label(line: str, pos: int) -> tuple[str, int] | None:
         m = rx.match(line, pos)
         if not m:
             continue
-        label = " ".join(m.group("label").split())
+        label = _speaker_of(m.group("label"))
         if label.lower() in CONVENTIONS or TIMESTAMP.fullmatch(label):
             continue
         if len(label) > 40:
@@ -139,6 +148,23 @@ def _match_label(line: str, pos: int) -> tuple[str, int] | None:
             continue  # "I - I wasn't sure": a stammer in the speech, not a speaker
         return label, m.end()
     return None
+
+
+def _speaker_of(label: str) -> str:
+    """The speaker a label names, spaces tidied: the whole label (``Nurse (Band 6)``), but without a bracketed
+    transcription note or timestamp (``R (laughs)``, ``R (00:12)`` are ``R``)."""
+    label = " ".join(label.split())
+    part = _TRAILING_PART.search(label)
+    inner = part.group("part").strip().lower() if part else ""
+    if part and part.start() and (inner in CONVENTIONS or re.fullmatch(_TS, inner)):
+        return label[:part.start()]
+    return label
+
+
+def label_base(label: str) -> str:
+    """A label without its bracketed part: ``Interviewer (KL)`` is an ``Interviewer``."""
+    part = _TRAILING_PART.search(label.strip())
+    return label.strip()[:part.start()] if part and part.start() else label.strip()
 
 
 def _says_again(label: str, rest: str) -> bool:
@@ -174,81 +200,120 @@ def _content_pieces(text: str, line_start: int, line: str, pos: int) -> list[tup
     return out
 
 
+@dataclass(frozen=True)
+class _Line:
+    """One line of a plain transcript and the label it starts with, if any."""
+
+    number: int  # from 1
+    start: int  # offset of the line in the text
+    text: str  # without its line break
+    label: str | None
+    lead: int  # where the line's words start after any leading timestamp
+    after: int  # where they start after the label, if the label is taken
+    otter: bool  # an Otter ``Name  0:03`` line
+
+
+def _label_lines(text: str) -> list[_Line]:
+    """Every line of ``text`` with the speaker label it starts with (accepted or not)."""
+    out = []
+    for number, (start, line) in enumerate(_lines(text), 1):
+        m = _LEAD_TS.match(line)
+        lead = m.end() if m else 0
+        otter = _OTTER_LABEL.match(line, lead)
+        hit = None if otter else _match_label(line, lead)
+        label = otter.group("label") if otter else (hit[0] if hit else None)
+        out.append(_Line(number, start, line, label, lead, hit[1] if hit else lead, bool(otter)))
+    return out
+
+
 def parse_text_turns(
     text: str, doc_id: str, known_speakers: set[str] | None = None, source: str | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
     """Split plain transcript text into turns by speaker labels.
 
     A label is accepted when it is a usual interview label (Interviewer, R, P3,
-    Dr Smith...), is listed in ``known_speakers``, or occurs at least twice.
+    Dr Smith..., also with a bracketed part: Interviewer (KL)), is listed in
+    ``known_speakers``, or occurs at least twice.
     Lines without a label continue the previous speaker's turn; a timestamp
     inside a turn ends it and the same speaker's next words start a new turn.
     A line that starts with a label seen only once is read as the current
-    speaker's words, with a warning naming ``source`` (default: ``doc_id``) and the line.
+    speaker's words; words before the first label are nobody's turn. Warnings
+    naming ``source`` (default: ``doc_id``) say so, with the lines.
     """
     known = {s.lower() for s in (known_speakers or ())}
-    parsed = []  # (line_start, line, label or None, content_pos, otter_label)
-    counts: dict[str, int] = {}
-    for start, line in _lines(text):
-        m = _LEAD_TS.match(line)
-        pos = m.end() if m else 0
-        otter = _OTTER_LABEL.match(line, pos)
-        hit = None if otter else _match_label(line, pos)
-        label = otter.group("label") if otter else (hit[0] if hit else None)
-        if label:
-            counts[label] = counts.get(label, 0) + 1
-        parsed.append((start, line, label, hit[1] if hit else pos, bool(otter)))
+    lines = _label_lines(text)
+    counts = Counter(line.label for line in lines if line.label)
 
     def accepted(label: str) -> bool:
-        return bool(_KNOWN_LABEL.match(label)) or label.lower() in known or counts.get(label, 0) >= 2
+        return bool(_KNOWN_LABEL.match(label_base(label))) or label.lower() in known or counts[label] >= 2
 
-    warnings = []
-    any_label = any(label and accepted(label) for _, _, label, _, _ in parsed)
-    if not any_label:
-        warnings.append(f"{doc_id}: no speaker labels found; read as one speaker '{UNKNOWN_SPEAKER}'")
-    rows: list[list] = []  # speaker, start, end
-    absorbed: list[tuple[int, str, str]] = []  # (line number, label, speaker) of label-like lines read as speech
-    speaker = None if any_label else UNKNOWN_SPEAKER
-    pending_new = False
-    for number, (start, line, label, pos, otter) in enumerate(parsed, 1):
-        if label and accepted(label):
-            speaker, pending_new = " ".join(label.split()), True
-        else:
-            if label and any_label and speaker is not None:
-                absorbed.append((number, label, speaker))
-            lead = _LEAD_TS.match(line)
-            pos = lead.end() if lead else 0
-        if otter and pending_new:
-            continue
-        for a, b in _content_pieces(text, start, line, pos):
-            if speaker is None:
-                continue  # header lines before the first label
-            joins = (
-                rows
-                and not pending_new
-                and rows[-1][0] == speaker
-                and not text[rows[-1][2]:a].strip()
-            )
-            if joins:
-                rows[-1][2] = b
-            else:
-                rows.append([speaker, a, b])
-            pending_new = False
+    taken = [bool(line.label) and accepted(line.label) for line in lines]
+    if not any(taken):
+        rows, _, _ = _turn_rows(text, lines, taken, UNKNOWN_SPEAKER)
+        return _turns_frame(text, doc_id, rows), [
+            f"{doc_id}: no speaker labels found; read as one speaker '{UNKNOWN_SPEAKER}'"]
+    rows, unread, absorbed = _turn_rows(text, lines, taken, None)
+    warnings = [_unread_warning(source or doc_id, unread)] if unread else []
     if absorbed:
         warnings.append(_absorbed_warning(source or doc_id, absorbed))
     return _turns_frame(text, doc_id, rows), warnings
 
 
-def _absorbed_warning(source: str, absorbed: list[tuple[int, str, str]], show: int = 5) -> str:
+def _turn_rows(text: str, lines: list[_Line], taken: list[bool], speaker: str | None
+               ) -> tuple[list[list], list[tuple[int, int]], list[tuple[int, str, str, int, bool]]]:
+    """Turns as [speaker, start, end] rows, starting with ``speaker`` (None: nobody until a label is taken).
+
+    Also returns the lines before the first label, as (line number, words), and the label-like lines read as
+    speech, as (line number, label, speaker, turn, whether it joined that turn rather than starting it).
+    """
+    rows: list[list] = []
+    unread: list[tuple[int, int]] = []
+    absorbed: list[tuple[int, str, str, int, bool]] = []
+    pending_new = False
+    for line, took in zip(lines, taken):
+        if took:
+            speaker, pending_new = " ".join(line.label.split()), True
+        if line.otter and pending_new:
+            continue
+        pieces = _content_pieces(text, line.start, line.text, line.after if took else line.lead)
+        if speaker is None:
+            unread += [(line.number, len(text[a:b].split())) for a, b in pieces]
+            continue
+        for k, (a, b) in enumerate(pieces):
+            joins = bool(rows) and not pending_new and rows[-1][0] == speaker and not text[rows[-1][2]:a].strip()
+            if joins:
+                rows[-1][2] = b
+            else:
+                rows.append([speaker, a, b])
+            pending_new = False
+            if k == 0 and line.label and not took:
+                absorbed.append((line.number, line.label, speaker, len(rows) - 1, joins))
+    return rows, unread, absorbed
+
+
+def _unread_warning(source: str, unread: list[tuple[int, int]]) -> str:
+    """One warning for the words before a document's first speaker label, which are no one's turn."""
+    first, last = unread[0][0], unread[-1][0]
+    lines = f"line {first}" if first == last else f"lines {first}-{last}"
+    return (f"{source}: {sum(n for _, n in unread)} word(s) before the first speaker label ({lines}) were not read "
+            "as anyone's turn and are not coded; if they are speech, start them with a speaker label")
+
+
+def _absorbed_warning(source: str, absorbed: list[tuple[int, str, str, int, bool]], show: int = 5) -> str:
     """One warning for the label-like lines of a document read as speech rather than as new speakers."""
+    def what(speaker: str, turn: int, joined: bool) -> str:
+        return f"part of {speaker}'s turn {turn}" if joined else f"a new turn of {speaker} (turn {turn})"
+
     if len(absorbed) == 1:
-        number, label, speaker = absorbed[0]
+        number, label, speaker, turn, joined = absorbed[0]
         return (f"{source}: line {number} starts like a speaker label ('{label}') seen only once, so it was read "
-                f"as part of {speaker}'s turn; if {label} is a speaker, add them to the speaker table")
-    shown = ", ".join(f"{n} ('{label}', in {speaker}'s turn)" for n, label, speaker in absorbed[:show])
+                f"as {what(speaker, turn, joined)}; if {label} is a speaker, add them to the speaker table (if the "
+                "label is misspelt, correct it in the transcript)")
+    shown = ", ".join(f"{n} ('{label}': {what(s, t, j)})" for n, label, s, t, j in absorbed[:show])
     more = f" and {len(absorbed) - show} more" if len(absorbed) > show else ""
-    return (f"{source}: lines {shown}{more} start like speaker labels seen only once, so they were read as part "
-            "of the turn they are in; add any that are speakers to the speaker table")
+    return (f"{source}: lines {shown}{more} start like speaker labels seen only once, so they were read as the "
+            "words of the speaker before them; add any that are speakers to the speaker table (correct any "
+            "misspelt label in the transcript)")
 
 
 def _turns_frame(text: str, doc_id: str, rows: list[list]) -> pd.DataFrame:
@@ -367,16 +432,17 @@ def _cue_turns(cues, doc_id):
 
 
 def _csv_turns(raw: str, path: Path, doc_id: str | None) -> dict[str, tuple[str, pd.DataFrame, list[str]]]:
+    sep = header_separator(next((line for line in raw.splitlines() if line.strip()), ""))
     try:
-        df = pd.read_csv(io.StringIO(raw), dtype=str, keep_default_na=False)
+        df = pd.read_csv(io.StringIO(raw), sep=sep, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, csv.Error) as exc:
         raise DiscourseError(f"not a readable CSV ({exc})", path) from None
     cols = {c.lower().strip(): c for c in df.columns}
     missing = [c for c in ("speaker", "text") if c not in cols]
     if missing:
-        raise DiscourseError(
-            f"a CSV transcript needs columns speaker,text (optional doc_id); missing {', '.join(missing)}", path
-        )
+        found = ", ".join(shown(c, 40) for c in df.columns) or "none"
+        raise DiscourseError(f"a CSV transcript needs columns speaker,text (optional doc_id); missing "
+                             f"{', '.join(missing)}; found: {found}", path)
     df = df.rename(columns={cols[k]: k for k in ("speaker", "text", "doc_id") if k in cols})
     if "doc_id" not in df.columns:
         df["doc_id"] = doc_id or path.stem
@@ -450,5 +516,6 @@ def read_transcript(path: str | os.PathLike, doc_id: str | None = None, known_sp
 
 
 def is_interviewer_label(label: str) -> bool:
-    """True for the usual interviewer/facilitator labels (Interviewer, INT, I, Q, Facilitator...)."""
-    return bool(INTERVIEWER_LABELS.match(label.strip()))
+    """True for the usual interviewer/facilitator labels (Interviewer, INT, I, Q, Facilitator...), also with a
+    bracketed part (``Interviewer (KL)``)."""
+    return bool(INTERVIEWER_LABELS.match(label_base(label)))

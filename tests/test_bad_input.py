@@ -473,7 +473,8 @@ def test_a_csv_of_several_documents_is_read_without_a_manifest(run_cli, tmp_path
     f.rename(both / f.name)
     (both / "g1.txt").write_text("Interviewer: Hello?\nR: We run it ourselves now.\n", encoding="utf-8")
     code, _, err = run_cli("segment", both, "-o", tmp_path / "y.csv")
-    one_line_error(code, err, "two documents would both be doc 'g1'", "give them a manifest")
+    one_line_error(code, err, "two documents would both be doc 'g1'", "give them a manifest",
+                   f"one in {(both / 'focus.csv').resolve()} and one in {(both / 'g1.txt').resolve()}")
 
 
 def test_xlsx_header_is_read_as_written(tmp_path):
@@ -492,3 +493,45 @@ def test_xlsx_header_is_read_as_written(tmp_path):
     wb.save(tmp_path / "dup.xlsx")
     with pytest.raises(DiscourseError, match="'id' used more than once"):
         read_table(tmp_path / "dup.xlsx")
+
+
+def test_segment_output_inside_the_folder_it_reads_is_not_read_again(run_cli, tmp_path):
+    d = study(tmp_path, {"a.txt": GOOD, "b.txt": GOOD})
+    out = d / "excerpts.csv"
+    runs = []
+    for _ in range(2):
+        code, stdout, err = run_cli("segment", d, "-o", out)
+        assert code == 0 and "2 documents" in stdout, err
+        runs.append(out.read_bytes())
+    assert runs[0] == runs[1] and sorted(f.name for f in (d / "texts").iterdir()) == ["a.txt", "b.txt"]
+
+
+@pytest.mark.slow
+def test_classify_output_inside_the_folder_it_reads_is_not_read_again(run_cli, tmp_path):
+    d = study(tmp_path, {"a.txt": GOOD, "b.vtt": b"WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v R>We run it now.</v>\n"})
+    (d / "manifest.csv").unlink()
+    for out, reused in ((d / "results", 0), (d / "results", 2), (d / "results2", 0)):
+        code, stdout, err = run_cli("classify", d, "-o", out)
+        assert code == 0, err
+        assert f"2 documents ({reused} reused)" in stdout
+    (d / "more").mkdir()
+    (d / "more" / "a.txt").write_bytes(GOOD)
+    code, _, err = run_cli("classify", d, "-o", d / "results")
+    one_line_error(code, err, "two files would both be doc 'a'", str(d / "a.txt"), str(d / "more" / "a.txt"))
+
+
+@pytest.mark.slow
+def test_classify_removes_the_texts_of_documents_no_longer_in_the_study(run_cli, tmp_path):
+    d = study(tmp_path, {"a.txt": GOOD, "b.txt": GOOD, "c.txt": GOOD})
+    out = tmp_path / "out"
+    assert run_cli("classify", "--manifest", d / "manifest.csv", "-o", out)[0] == 0
+    (out / "texts" / "notes.md").write_text("mine", encoding="utf-8")
+    (d / "manifest.csv").write_text("doc_id,file,trust\na,a.txt,A\n", encoding="utf-8")
+    code, _, err = run_cli("classify", "--manifest", d / "manifest.csv", "-o", out)
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "removed" in line]
+    assert lines == [f"warning: {out}: removed the texts and saved excerpts of 2 document(s) no longer in the study: b, c"]
+    assert sorted(f.name for f in (out / "texts").iterdir()) == ["a.txt", "notes.md"]
+    assert [f.name.split(".")[0] for f in (out / ".cache" / "docs").iterdir()] == ["a"]
+    code, _, err = run_cli("classify", "--manifest", d / "manifest.csv", "-o", out)
+    assert code == 0 and "removed" not in err

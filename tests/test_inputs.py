@@ -301,3 +301,102 @@ def test_a_header_only_table_keeps_its_columns(docs):
 def test_a_speaker_label_written_with_its_colon_is_the_label(docs):
     s = write(docs, "s.csv", "doc_id,speaker,role\na,Interviewer:,interviewer\na,Jean Hartley :,user_governor\n")
     assert read_speakers(s)["speaker"].tolist() == ["Interviewer", "Jean Hartley"]
+
+
+# --- folders: documents the tool cannot read, and its own outputs -----------------------------------------
+
+
+def test_documents_of_a_type_the_tool_cannot_read_are_named_in_one_warning(docs):
+    for name in ("old.doc", "notes.rtf", "t.pdf", "x.odt", "y.pages", "z.html", ".hidden.pdf", "~$old.doc",
+                 ".git/z.pdf", "audio.m4a"):
+        write(docs, name, "x")
+    df = manifest_for_paths([docs])
+    assert df["doc_id"].tolist() == ["a", "b"]
+    [w] = df.attrs["warnings"]
+    assert w.startswith("6 file(s) of a type the tool does not read are skipped: "), w
+    assert f"{docs / 'notes.rtf'}, {docs / 'old.doc'}, {docs / 't.pdf'}" in w and "and 1 more" in w
+    assert w.endswith("(to read a transcript, save it as .docx or .txt)")
+    assert "hidden" not in w and "~$" not in w and ".git" not in w and "m4a" not in w
+    m = write(docs, "manifest.csv", "doc_id,file\na,a.txt\nb,b.txt\nc,old.doc\n")
+    [w] = select_documents(read_manifest(m), [docs]).attrs["warnings"]  # the one listed is read, and refused
+    names = ", ".join(str(docs / n) for n in ("notes.rtf", "t.pdf", "x.odt", "y.pages", "z.html"))
+    assert w == f"5 file(s) of a type the tool does not read are skipped: {names} (to read a transcript, save it as .docx or .txt)"
+
+
+def classify_output(folder: Path) -> Path:
+    """A folder as `discourse classify` leaves it: texts of its documents, run.json and predictions.parquet."""
+    write(folder, "texts/a.txt", TALK)
+    write(folder, "run.json", "{}")
+    (folder / "predictions.parquet").write_bytes(b"PAR1")
+    return folder
+
+
+def test_the_tools_own_outputs_found_in_a_folder_are_not_read(docs):
+    classify_output(docs / "results")  # an earlier run's
+    assert manifest_for_paths([docs])["doc_id"].tolist() == ["a", "b"]
+    write(docs, "out/texts/b.txt", TALK)  # this run's -o
+    write(docs, "excerpts.csv", "doc_id,excerpt_id,speaker,text\na,e1,R,It is for hearing people.\n")  # segment's -o
+    write(docs, "texts/a.txt", TALK)
+    segment_out = (docs / "excerpts.csv", docs / "texts", docs / "turns.parquet")
+    assert manifest_for_paths([docs], (docs / "out", *segment_out))["doc_id"].tolist() == ["a", "b"]
+    m = write(docs, "manifest.csv", "doc_id,file\na,a.txt\n")
+    [w] = select_documents(read_manifest(m), [docs], (docs / "out", *segment_out)).attrs["warnings"]
+    assert "1 transcript file(s)" in w and "b.txt" in w and "results" not in w and "out/" not in w
+    assert manifest_for_paths([docs / "results"])["doc_id"].tolist() == ["a"]  # a folder given is read
+    assert manifest_for_paths([docs / "out"], (docs / "out",))["doc_id"].tolist() == ["b"]
+
+
+def test_two_files_that_would_be_one_doc_are_both_named(docs):
+    write(docs, "sub/a.docx", "x")
+    refused(manifest_for_paths, [docs], needles=(f"two files would both be doc 'a', {docs / 'a.txt'} and "
+                                                 f"{docs / 'sub' / 'a.docx'}", "rename one"))
+
+
+# --- columns with no name ---------------------------------------------------------------------------------
+
+
+def test_a_manifest_column_with_no_name_is_dropped_if_blank_and_refused_if_not(docs):
+    m = write(docs, "m.csv", "doc_id,file,trust,setting,\na,a.txt,North,ward,\nb,b.txt,South,home,\n")
+    assert read_manifest(m).columns.tolist() == ["doc_id", "file", "trust", "setting", "path"]
+    m = write(docs, "m.csv", "doc_id,file,trust,,\na,a.txt,North,,\nb,b.txt,South,,\n")  # two trailing separators
+    assert read_manifest(m).columns.tolist() == ["doc_id", "file", "trust", "path"]
+    sp = write(docs, "speakers.csv", "doc_id,speaker,role,\na,R,nurse,\n")  # every table the tool reads, alike
+    assert read_speakers(sp).columns.tolist()[:3] == ["doc_id", "speaker", "role"] and "" not in read_speakers(sp).columns
+    m = write(docs, "m.csv", "doc_id,file,trust,\na,a.txt,North,\nb,b.txt,South,late\n")
+    refused(read_manifest, m, needles=("m.csv", "column 4 (D) has no name in the header but holds values (row 3)"))
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    for row in (["doc_id", "file", None, "trust"], ["a", "a.txt", "x", "North"]):
+        wb.active.append(row)
+    wb.save(docs / "m.xlsx")
+    refused(read_manifest, docs / "m.xlsx", needles=("m.xlsx", "column 3 (C) has no name"))
+
+
+# --- the speaker table names labels the transcripts do not have -------------------------------------------
+
+
+def test_speaker_table_rows_that_match_no_speaker_are_named_once_per_document(docs, capsys):
+    from discourse.cli import _load_study
+
+    write(docs, "c.txt", "Interviewer: Why?\nNurse (Band 6): Because we know.\nInterviewer: And?\nNurse (Band 6): Yes.\n")
+    m = write(docs, "manifest.csv", "doc_id,file\na,a.txt\nb,b.txt\nc,c.txt\n")
+    write(docs, "speakers.csv", "doc_id,speaker,role\na,R,carer\na,Resp,carer\na,Dr X,doctor\nb,R,carer\n"
+                                "c,Nurse  (Band 6),nurse\nz,R,carer\n*,Facilitator,interviewer\n*,R,carer\n")
+    study = _load_study((), str(m), None, False)
+    assert study.turns.role.tolist() == ["interviewer", "carer"] * 2 + ["interviewer", "nurse"] * 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "match no speaker" in line]
+    table = docs / "speakers.csv"
+    assert lines == [
+        f"warning: {table}: speaker(s) 'Facilitator' for every document (*) match no speaker read in any document; "
+        "check each is written as the transcript labels it (a label not read leaves its lines in the turn before)",
+        f"warning: {table}: speaker(s) 'Resp', 'Dr X' of doc 'a' match no speaker read in {(docs / 'a.txt').resolve()} "
+        "(read: 'Interviewer', 'R'); check each is written as the transcript labels it (a label not read leaves "
+        "its lines in the turn before)",
+    ]
+
+
+def test_a_semicolon_separated_csv_transcript_of_several_documents_may_be_listed_once_per_document(tmp_path):
+    (tmp_path / "focus.csv").write_text("doc_id;speaker;text\ng1;P1;We decide.\ng2;P2;They decide.\n")
+    m = write(tmp_path, "m.csv", "doc_id,file\ng1,focus.csv\ng2,focus.csv\n")
+    assert read_manifest(m)["doc_id"].tolist() == ["g1", "g2"]

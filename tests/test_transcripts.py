@@ -228,3 +228,77 @@ def test_subtitles_without_speaker_names_warn(tmp_path):
     assert t.turns.speaker.tolist() == ["unknown"]
     assert any("no speaker labels" in w for w in t.warnings)
     assert not read_transcript(write(tmp_path, "zoom.vtt", VTT)).warnings
+
+
+ANSWER = "I think people who use services should have a real say."
+
+
+@pytest.mark.parametrize("label", ["A&E Nurse", "Carer/Parent", "Mr Smith, Carer", "Nurse (Band 6)",
+                                   "Participant 3 (service user)", "Carer / Parent", "Éanna"])
+def test_labels_with_ampersands_slashes_commas_and_brackets_are_speakers(tmp_path, label):
+    text = f"Interviewer: What does involvement mean?\n{label}: {ANSWER}\nInterviewer: Why?\n{label}: Because we know.\n"
+    t = read_transcript(write(tmp_path, "lab.txt", text))
+    check_offsets(t)
+    assert t.turns.speaker.tolist() == ["Interviewer", label, "Interviewer", label]
+    assert t.turns.text.tolist()[1] == ANSWER and t.warnings == ()
+
+
+def test_a_bracketed_part_is_the_speakers_unless_it_is_a_note_or_a_time(tmp_path):
+    from discourse.transcripts import is_interviewer_label
+
+    text = ("Interviewer (KL): How did you get involved?\nR (laughs): Through the group.\n"
+            "Interviewer (KL): And then?\nR (00:12): Then I joined.\nR(inaudible): Yes.\n")
+    t = read_transcript(write(tmp_path, "paren.txt", text))
+    check_offsets(t)
+    assert t.turns.speaker.tolist() == ["Interviewer (KL)", "R", "Interviewer (KL)", "R", "R"]
+    assert t.turns.text.tolist()[1:] == ["Through the group.", "And then?", "Then I joined.", "Yes."]
+    assert is_interviewer_label("Interviewer (KL)") and not is_interviewer_label("Nurse (Band 6)")
+    once = "Interviewer: Why?\nNurse (Band 6): Because we know.\n"  # seen once: the speaker table can name it
+    assert read_transcript(write(tmp_path, "once.txt", once), known_speakers={"Nurse (Band 6)"}
+                           ).turns.speaker.tolist() == ["Interviewer", "Nurse (Band 6)"]
+
+
+def test_sentences_with_a_colon_are_still_not_labels(tmp_path):
+    said = ["For example: the crisis line never answered.", "Yes, and then: we left.",
+            "Lots of A&E staff: they never came.", "So the Carer/Parent group: it folded.",
+            "I think (honestly): no.", "The meeting (on Tuesday): nobody came."]
+    text = "Interviewer: Go on.\n" + "".join(f"R: Well.\n{s}\n" for s in said * 2)
+    t = read_transcript(write(tmp_path, "said.txt", text))
+    assert set(t.turns.speaker) == {"Interviewer", "R"} and t.warnings == ()
+    assert all(s in t.text for s in said)
+
+
+def test_words_before_the_first_label_are_warned_about(tmp_path):
+    text = "Participant 7, recorded at the Oakfield Unit.\n[00:00:01]\nShe said it matters.\nInterviewer: Thanks.\nR: Fine.\n"
+    t = read_transcript(write(tmp_path, "pre.txt", text))
+    assert t.turns.speaker.tolist() == ["Interviewer", "R"]
+    [warning] = t.warnings
+    assert warning.startswith(str(tmp_path / "pre.txt")) and "11 word(s) before the first speaker label (lines 1-3)" in warning
+    assert not read_transcript(write(tmp_path, "none.txt", "[00:00:01]\nInterviewer: Thanks.\nR: Fine.\n")).warnings
+
+
+def test_a_label_seen_once_after_a_timestamp_is_said_to_start_a_new_turn(tmp_path):
+    text = ("[00:00:04] Interviewer: Thanks for making time.\n[00:00:09] Dr Smith: It is fine.\n"
+            "[00:01:40] Intervewer: And beyond the consultation?\n[00:01:46] Dr Smith: Peer reviewers.\n")
+    t = read_transcript(write(tmp_path, "int04.txt", text))
+    assert t.turns.speaker.tolist() == ["Interviewer", "Dr Smith", "Dr Smith", "Dr Smith"]
+    [warning] = t.warnings
+    assert "line 3" in warning and "'Intervewer'" in warning and "a new turn of Dr Smith (turn 2)" in warning
+    assert "part of" not in warning
+    joined = "Interviewer: Why?\nR: Because.\nJohn: it was bad.\nInterviewer: Thanks.\nMary: Yes.\n"
+    [warning] = read_transcript(write(tmp_path, "two.txt", joined)).warnings
+    assert "lines 3 ('John': part of R's turn 1), 5 ('Mary': part of Interviewer's turn 2)" in warning
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_csv_transcripts_separated_by_semicolons_or_tabs(tmp_path, sep):
+    data = f'speaker{sep}text\nInterviewer{sep}"How did you get involved?"\nR{sep}"Through the carers group; my son, then."\n'
+    t = read_transcript(write(tmp_path, "semi.csv", data))
+    check_offsets(t)
+    assert list(zip(t.turns.speaker, t.turns.text)) == [
+        ("Interviewer", "How did you get involved?"), ("R", "Through the carers group; my son, then.")]
+
+
+def test_a_csv_transcript_without_its_columns_shows_the_header_found(tmp_path):
+    with pytest.raises(DiscourseError, match=r"missing speaker, text; found: who\|said"):
+        read_transcripts(write(tmp_path, "pipes.csv", "who|said\nR|hi\n"))
