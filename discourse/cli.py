@@ -472,6 +472,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare `discourse` or `discourse audit`: the help
+        exc.show()
+        return exc.exit_code
+    except click.UsageError as exc:  # one line, as every other error: what is wrong, and where the help is
+        command = exc.ctx.command_path if exc.ctx else "discourse"
+        click.echo(f"error: {' '.join(exc.format_message().split())} (see '{command} --help')", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

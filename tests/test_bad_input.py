@@ -253,6 +253,21 @@ def test_tampered_or_unsafe_model_files_are_refused(run_cli, tmp_path):
     assert not (tmp_path / "p.csv").exists()
 
 
+def test_command_line_mistakes_are_one_line_errors_that_point_to_the_help(run_cli, tmp_path):
+    a_file = tmp_path / "results"
+    a_file.write_text("not a folder")
+    for args, needle, where in [
+        (("classify", tmp_path, "-o", a_file), f"Directory '{a_file}' is a file", "discourse classify --help"),
+        (("classify", "--bogus"), "No such option '--bogus'", "discourse classify --help"),
+        (("nosuch",), "No such command 'nosuch'", "discourse --help"),
+    ]:
+        code, out, err = run_cli(*args)
+        assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        assert needle in err and f"(see '{where}')" in err and "Usage:" not in err
+    code, out, err = run_cli("audit")  # a bare group shows its help, as ever
+    assert code == 2 and "Usage: discourse audit" in err and "select" in err
+
+
 def test_internal_errors_exit_1_with_a_hint(monkeypatch, run_cli, tmp_path):
     import discourse.transcripts as tr
 
