@@ -33,7 +33,8 @@ def _progress(label: str, show: bool):
 def _load_study(paths, manifest, speakers, strict, outputs: tuple[Path, ...] = ()):
     """Read the study the command line names; ``outputs`` (this run's output files and folders) are never read
     as transcripts when found in a folder given."""
-    from .manifest import default_speakers_path, manifest_for_paths, read_manifest, read_speakers, select_documents
+    from .manifest import (default_speakers_path, manifest_for_paths, read_manifest, read_speakers, select_documents,
+                           unknown_doc_ids)
     from .study import read_study
 
     if manifest:
@@ -49,6 +50,8 @@ def _load_study(paths, manifest, speakers, strict, outputs: tuple[Path, ...] = (
         raise DiscourseError("no documents to read: the paths given match no file in the manifest", manifest)
     study = read_study(man, spk, strict=strict, progress=_progress("reading", len(man) > 1), csv_ids=not manifest)
     study.listed |= set(full["doc_id"])
+    known = study.listed | {d.doc_id for d in study.documents}  # without a manifest, a CSV's own doc_ids too
+    study.warnings += unknown_doc_ids(spk, known, str(manifest) if manifest else "the files given")
     for w in study.warnings:
         _warn(w)
     for doc_id, why in study.skipped:
@@ -65,20 +68,25 @@ def _write_texts(study, folder: Path) -> None:
         write_text(doc.text, folder / f"{doc.doc_id}.txt")
 
 
-def _remove_stale(study, outdir: Path) -> list[str]:
-    """Delete the texts (``texts/<doc_id>.txt``) and saved excerpts (``.cache/docs``) that OUTDIR holds of documents
-    no longer in the study; return their doc_ids, sorted."""
+def _remove_stale(study, outdir: Path, cache: bool = True) -> list[str]:
+    """Delete the texts (``texts/<doc_id>.txt``) and, with ``cache`` (classify's), the saved excerpts
+    (``.cache/docs``) that OUTDIR holds of documents no longer in the study; say so; return their doc_ids, sorted."""
     from .pipeline import cached_doc_ids, remove_cached
 
     keep = study.listed | {d.doc_id for d in study.documents} | {d for d, _ in study.skipped}
     texts = {f.stem: f for f in (outdir / "texts").glob("*.txt") if f.is_file() and not f.name.startswith(".")}
-    cache = outdir / ".cache" / "docs"
-    cached = cached_doc_ids(cache)
+    saved = outdir / ".cache" / "docs"
+    cached = cached_doc_ids(saved) if cache else set()
     stale = sorted((set(texts) | cached) - keep)
     for doc_id in stale:
         if doc_id in texts:
             texts[doc_id].unlink()
-        remove_cached(cache, doc_id)
+        if cache:
+            remove_cached(saved, doc_id)
+    if stale:
+        what = "the texts and saved excerpts" if cache else "the texts"
+        _warn(f"{outdir}: removed {what} of {len(stale)} document(s) no longer in the study: "
+              + ", ".join(stale[:8]) + (" ..." if len(stale) > 8 else ""))
     return stale
 
 
@@ -126,6 +134,7 @@ def segment_cmd(paths, manifest, speakers, output, max_sentences, method, strict
     _write_texts(study, out.parent / "texts")
     write_table(study.turns, out.parent / "turns.parquet")
     write_table(excerpts, out)
+    _remove_stale(study, out.parent, cache=False)  # segment keeps no saved excerpts
     n_done = len({d.doc_id for d in study.documents} - {d for d, _ in study.skipped})
     click.echo(
         f"{n_done} documents, {len(study.turns)} turns, {len(excerpts)} excerpts -> {out}"
@@ -345,10 +354,7 @@ def classify_to(outdir: Path, paths, manifest, speakers, model_dir, strict: bool
                    "speakers": int((pred["doc_id"] + "/" + pred["speaker"]).nunique())},
     }
     write_text(json.dumps(run, indent=2) + "\n", outdir / "run.json")
-    stale = _remove_stale(study, outdir)
-    if stale:
-        _warn(f"{outdir}: removed the texts and saved excerpts of {len(stale)} document(s) no longer in the study: "
-              + ", ".join(stale[:8]) + (" ..." if len(stale) > 8 else ""))
+    _remove_stale(study, outdir)
     if study.skipped:
         click.echo(f"skipped {len(study.skipped)} document(s):", err=True)
         for d, r in sorted(study.skipped):

@@ -249,6 +249,35 @@ def unmatched_speakers(turns: pd.DataFrame, speakers: pd.DataFrame, files: dict[
     return out
 
 
+def unknown_doc_ids(speakers: pd.DataFrame, known: set[str], source: str) -> list[str]:
+    """A warning for speaker-table rows whose doc_id (not ``*``) is none of ``known``, the study's doc_ids, so their
+    roles are never used; ``source`` names where the ids come from. Each id that is a known one mistyped (in case,
+    spacing, 0/O or 1/l) is followed by the id meant."""
+    unknown = sorted(set(speakers["doc_id"]) - known - {"*"})
+    if not unknown:
+        return []
+    names = []
+    for doc_id in unknown:
+        near = _near_doc_id(doc_id, known)
+        names.append(f"'{shown(doc_id)}'" + (f" (did you mean '{shown(near)}'?)" if near else ""))
+    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+    line = (f"{speakers.attrs.get('path', 'speaker table')}: rows of doc_id(s) {', '.join(names[:8])}{more} name no "
+            f"document in {source}, so their speakers get no role from them: correct the doc_id, or remove the rows")
+    return [line]
+
+
+_LOOKALIKE = str.maketrans({"o": "0", "l": "1"})
+
+
+def _near_doc_id(doc_id: str, known: set[str]) -> str | None:
+    """The one known doc_id that ``doc_id`` matches but for case, spacing, 0/O or 1/l; None if none or several."""
+    def key(d: str) -> str:
+        return "".join(d.lower().split()).translate(_LOOKALIKE)
+
+    near = [k for k in known if key(k) == key(doc_id)]
+    return near[0] if len(near) == 1 else None
+
+
 def _listed(names: list[str], show: int = 8) -> str:
     """Names quoted and joined for a message, the first ``show`` of them."""
     more = f" and {len(names) - show} more" if len(names) > show else ""

@@ -432,6 +432,7 @@ def _cue_turns(cues, doc_id):
 
 
 def _csv_turns(raw: str, path: Path, doc_id: str | None) -> dict[str, tuple[str, pd.DataFrame, list[str]]]:
+    """A CSV transcript's documents, doc_id -> (text, turns, warnings); one with a header and no rows is refused."""
     sep = header_separator(next((line for line in raw.splitlines() if line.strip()), ""))
     try:
         df = pd.read_csv(io.StringIO(raw), sep=sep, dtype=str, keep_default_na=False)
@@ -443,6 +444,8 @@ def _csv_turns(raw: str, path: Path, doc_id: str | None) -> dict[str, tuple[str,
         found = ", ".join(shown(c, 40) for c in df.columns) or "none"
         raise DiscourseError(f"a CSV transcript needs columns speaker,text (optional doc_id); missing "
                              f"{', '.join(missing)}; found: {found}", path)
+    if df.empty:
+        raise DiscourseError("has a header but no rows", path)
     df = df.rename(columns={cols[k]: k for k in ("speaker", "text", "doc_id") if k in cols})
     if "doc_id" not in df.columns:
         df["doc_id"] = doc_id or path.stem

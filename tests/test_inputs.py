@@ -400,3 +400,62 @@ def test_a_semicolon_separated_csv_transcript_of_several_documents_may_be_listed
     (tmp_path / "focus.csv").write_text("doc_id;speaker;text\ng1;P1;We decide.\ng2;P2;They decide.\n")
     m = write(tmp_path, "m.csv", "doc_id,file\ng1,focus.csv\ng2,focus.csv\n")
     assert read_manifest(m)["doc_id"].tolist() == ["g1", "g2"]
+
+
+def test_a_csv_transcript_with_a_header_and_no_rows_is_skipped_with_its_reason(docs, capsys):
+    from discourse.cli import _load_study
+
+    write(docs, "head.csv", "speaker,text\n")
+    study = _load_study((str(docs / "a.txt"), str(docs / "head.csv")), None, None, False)
+    assert [d.doc_id for d in study.documents] == ["a"]
+    assert study.skipped == [("head", f"{docs / 'head.csv'}: has a header but no rows")]
+    assert f"warning: skipped head: {docs / 'head.csv'}: has a header but no rows" in capsys.readouterr().err
+
+
+# --- the speaker table names documents the manifest does not have ---------------------------------------------
+
+
+def test_speaker_table_rows_of_a_doc_id_not_in_the_manifest_are_named_once(docs, capsys):
+    from discourse.cli import _load_study
+
+    m = write(docs, "manifest.csv", "doc_id,file\nA01,a.txt\nB02,b.txt\n")
+    write(docs, "speakers.csv", "doc_id,speaker,role\nA0l,R,carer\nb 02,R,carer\nB02,R,carer\nz9,R,carer\n"
+                                "z9,Resp,carer\n*,R,carer\n")
+    study = _load_study((str(docs / "a.txt"),), str(m), None, False)  # B02 not read this run: still no typo
+    assert [d.doc_id for d in study.documents] == ["A01"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if "name no document" in line]
+    assert lines == [(f"warning: {docs / 'speakers.csv'}: rows of doc_id(s) 'A0l' (did you mean 'A01'?), 'b 02' (did "
+                      f"you mean 'B02'?), 'z9' name no document in {m}, so their speakers get no role from them: "
+                      "correct the doc_id, or remove the rows")]
+
+
+def test_speaker_rows_of_a_csv_transcripts_own_doc_ids_are_known_without_a_manifest(tmp_path, capsys):
+    from discourse.cli import _load_study
+
+    f = write(tmp_path, "focus.csv", "doc_id,speaker,text\ng1,P1,We decide.\ng2,P2,They decide.\n")
+    s = write(tmp_path, "sp.csv", "doc_id,speaker,role\ng1,P1,carer\ng2,P2,carer\ng3,P3,carer\n")
+    _load_study((str(f),), None, str(s), False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "name no document" in line]
+    assert lines == [(f"warning: {s}: rows of doc_id(s) 'g3' name no document in the files given, so their speakers "
+                      "get no role from them: correct the doc_id, or remove the rows")]
+
+
+# --- a re-run of segment removes what it wrote of documents no longer in the study ---------------------------
+
+
+def test_segment_removes_the_texts_of_documents_no_longer_in_the_study(run_cli, docs):
+    write(docs, "c.txt", TALK)
+    m = write(docs, "manifest.csv", "doc_id,file\na,a.txt\nb,b.txt\nc,c.txt\n")
+    out = docs / "out" / "excerpts.csv"
+    assert run_cli("segment", "--manifest", m, "-o", out, "--sentences", "rule")[0] == 0
+    write(out.parent / "texts", "notes.md", "mine")
+    cached = write(out.parent / ".cache" / "docs", "b.0123456789abcdef.parquet", "not segment's")
+    write(docs, "manifest.csv", "doc_id,file\na,a.txt\n")
+    code, _, err = run_cli("segment", "--manifest", m, "-o", out, "--sentences", "rule")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "removed" in line]
+    assert lines == [f"warning: {out.parent}: removed the texts of 2 document(s) no longer in the study: b, c"]
+    assert sorted(f.name for f in (out.parent / "texts").iterdir()) == ["a.txt", "notes.md"]
+    assert cached.is_file()  # segment has no saved excerpts: a classify folder's are left to classify
+    code, _, err = run_cli("segment", "--manifest", m, "-o", out, "--sentences", "rule")
+    assert code == 0 and "removed" not in err

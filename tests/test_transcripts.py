@@ -182,6 +182,8 @@ def test_csv_single_and_multi_document(tmp_path):
         ("fake.docx", b"Interviewer: not really a docx", "not a zip"),
         ("nocues.vtt", b"WEBVTT\n\nhello\n", "no subtitle cues"),
         ("cols.csv", b"who,said\nR,hi\n", "missing speaker, text"),
+        ("head.csv", b"speaker,text\n", "has a header but no rows"),
+        ("heads.csv", b"doc_id;speaker;text\n\n", "has a header but no rows"),
         ("x.pdf", b"%PDF-1.4", "unsupported"),
     ],
 )
@@ -302,3 +304,9 @@ def test_csv_transcripts_separated_by_semicolons_or_tabs(tmp_path, sep):
 def test_a_csv_transcript_without_its_columns_shows_the_header_found(tmp_path):
     with pytest.raises(DiscourseError, match=r"missing speaker, text; found: who\|said"):
         read_transcripts(write(tmp_path, "pipes.csv", "who|said\nR|hi\n"))
+
+
+def test_a_csv_transcript_with_a_header_and_no_rows_is_refused_even_when_a_doc_is_named(tmp_path):
+    p = write(tmp_path, "head.csv", "doc_id,speaker,text\n")
+    with pytest.raises(DiscourseError, match=r"head\.csv: has a header but no rows"):
+        read_transcripts(p, doc_id="d1")
