@@ -338,11 +338,14 @@ def _refuse_one_id_twice(files: list[Path], where: str | os.PathLike) -> None:
 
 
 def folder_files(folder: Path, outputs: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
-    """The files under ``folder``, sorted, but for the tool's own outputs inside it: ``outputs`` (this run's output
-    files and folders) and any ``classify`` output folder (one holding run.json and predictions.parquet).
+    """The files under ``folder``, sorted, but for hidden ones (a name, or a folder inside ``folder``, starting
+    with ``.``: `.DS_Store`, `.ipynb_checkpoints/`, `.cache/`) and the tool's own outputs inside it: ``outputs``
+    (this run's output files and folders) and any ``classify`` output folder (one holding run.json and
+    predictions.parquet).
 
     An output that is ``folder`` itself, or holds it, passes nothing over: a folder given is read."""
-    files = [f for f in folder.rglob("*") if f.is_file()]
+    files = [f for f in folder.rglob("*")
+             if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)]
     runs = [f.parent for f in files if f.name == "run.json" and (f.parent / "predictions.parquet").is_file()]
     root = _real(folder)
     skip = [o for o in map(_real, (*outputs, *runs)) if root in o.parents]

@@ -157,6 +157,15 @@ def test_a_folder_without_a_manifest_passes_over_lock_and_resource_files(docs):
     assert manifest_for_paths([docs])["doc_id"].tolist() == ["a", "b"]
 
 
+def test_hidden_files_and_folders_in_a_folder_are_not_transcripts(docs):
+    write(docs, ".ipynb_checkpoints/a-checkpoint.txt", "Interviewer: Hello?\nR: A copy Jupyter keeps.\n")
+    write(docs, ".draft.txt", "R: a hidden draft.\n")
+    write(docs, "sub/.old/c.txt", "R: hidden deeper down.\n")
+    write(docs, "sub/c.txt", "R: seen.\n")
+    assert manifest_for_paths([docs])["doc_id"].tolist() == ["a", "b", "c"]
+    assert manifest_for_paths([docs / ".ipynb_checkpoints"])["doc_id"].tolist() == ["a-checkpoint"]  # given: read
+
+
 # --- 4: transcripts the manifest leaves out ------------------------------------------------------------
 
 
