@@ -133,8 +133,8 @@ def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
 class DiscourseClassifier:
     """Multi-label discourse classifier with calibrated probabilities.
 
-    >>> clf = DiscourseClassifier(codes, encoder=Encoder())
-    >>> clf.fit(texts, code_sets, groups=batches)
+    >>> clf = DiscourseClassifier(codes, encoder=Encoder())  # config=ModelConfig(tune_layers=0): frozen, quicker
+    >>> clf.fit(texts, code_sets, groups=batches)           # by default tunes the encoder's top 4 layers first
     >>> clf.predict_proba(["We answer to our customers."])
 
     After ``fit``, ``cv_proba_`` holds every training excerpt's calibrated
