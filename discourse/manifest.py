@@ -256,12 +256,9 @@ def unknown_doc_ids(speakers: pd.DataFrame, known: set[str], source: str) -> lis
     unknown = sorted(set(speakers["doc_id"]) - known - {"*"})
     if not unknown:
         return []
-    names = []
-    for doc_id in unknown:
-        near = _near_doc_id(doc_id, known)
-        names.append(f"'{shown(doc_id)}'" + (f" (did you mean '{shown(near)}'?)" if near else ""))
-    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
-    line = (f"{speakers.attrs.get('path', 'speaker table')}: rows of doc_id(s) {', '.join(names[:8])}{more} name no "
+    names = [f"'{shown(d)}'" + (f" (did you mean '{shown(near)}'?)" if (near := _near_doc_id(d, known)) else "")
+             for d in unknown]
+    line = (f"{speakers.attrs.get('path', 'speaker table')}: rows of doc_id(s) {_first_few(names, 8)} name no "
             f"document in {source}, so their speakers get no role from them: correct the doc_id, or remove the rows")
     return [line]
 
@@ -280,8 +277,12 @@ def _near_doc_id(doc_id: str, known: set[str]) -> str | None:
 
 def _listed(names: list[str], show: int = 8) -> str:
     """Names quoted and joined for a message, the first ``show`` of them."""
-    more = f" and {len(names) - show} more" if len(names) > show else ""
-    return ", ".join(f"'{shown(n)}'" for n in names[:show]) + more
+    return _first_few([f"'{shown(n)}'" for n in names], show)
+
+
+def _first_few(items: list[str], show: int) -> str:
+    """The first ``show`` items joined for a message, and how many more there are."""
+    return ", ".join(items[:show]) + (f" and {len(items) - show} more" if len(items) > show else "")
 
 
 def known_speakers(speakers: pd.DataFrame, doc_id: str) -> set[str]:
@@ -364,21 +365,15 @@ def _real(path: str | os.PathLike) -> Path:
 
 
 def _unreadable(folder: Path, files: list[Path]) -> list[str]:
-    """Files under ``folder`` of a document type the tool cannot read, as the user would name them; hidden files,
-    files in hidden folders, and lock files are passed over."""
-    out = []
-    for f in files:
-        rel = f.relative_to(folder)
-        hidden = any(part.startswith(".") for part in rel.parts) or f.name.startswith(NOT_TRANSCRIPTS)
-        if f.suffix.lower() in UNREAD_TYPES and not hidden:
-            out.append(str(folder / rel))
-    return out
+    """Those of ``files`` (from :func:`folder_files`, so none hidden) of a document type the tool cannot read,
+    as the user would name them; lock files are passed over."""
+    return [str(folder / f.relative_to(folder)) for f in files
+            if f.suffix.lower() in UNREAD_TYPES and not f.name.startswith(NOT_TRANSCRIPTS)]
 
 
 def _unreadable_warning(names: list[str], show: int = 5) -> str:
-    more = f" and {len(names) - show} more" if len(names) > show else ""
     return (f"{len(names)} file(s) of a type the tool does not read are skipped: "
-            f"{', '.join(shown(n) for n in names[:show])}{more} (to read a transcript, save it as .docx or .txt)")
+            f"{_first_few([shown(n) for n in names], show)} (to read a transcript, save it as .docx or .txt)")
 
 
 def _transcript_name(path: Path) -> bool:
@@ -430,6 +425,5 @@ def select_documents(manifest: pd.DataFrame, paths: list[str | os.PathLike],
 
 
 def _unlisted_warning(names: list[str], show: int = 5) -> str:
-    more = f" and {len(names) - show} more" if len(names) > show else ""
     return (f"{len(names)} transcript file(s) given are not in the manifest and are not read: "
-            f"{', '.join(shown(n) for n in names[:show])}{more} (add them to the manifest to read them)")
+            f"{_first_few([shown(n) for n in names], show)} (add them to the manifest to read them)")
